@@ -1,0 +1,5 @@
+import sys
+
+from fisherae.cli import main
+
+sys.exit(main())
