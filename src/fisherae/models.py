@@ -38,12 +38,22 @@ ARCHITECTURES = {
 
 
 def _norm(channels: int) -> nn.GroupNorm:
-    """Per-sample normalisation (no batch coupling), 32 groups where they divide."""
-    return nn.GroupNorm(math.gcd(channels, 32), channels)
+    """Per-sample normalisation (no batch coupling): up to 32 groups of at least 8 channels,
+    so a group never normalises a single value away (1x1 maps in narrow nets)."""
+    groups = math.gcd(channels, 32)
+    while groups > 1 and channels // groups < 8:
+        groups //= 2
+    return nn.GroupNorm(groups, channels)
 
 
-def _conv_block(c_in: int, c_out: int, kernel: int) -> list[nn.Module]:
-    return [nn.Conv2d(c_in, c_out, kernel, stride=2, padding=(kernel - 1) // 2), _norm(c_out), nn.ReLU()]
+def _same_padding(size: int, kernel: int, stride: int = 2) -> nn.ZeroPad2d:
+    """TensorFlow's 'SAME' padding (used by the WAE code): output size ceil(size/stride)."""
+    total = max(kernel - (stride if size % stride == 0 else size % stride), 0)
+    return nn.ZeroPad2d((total // 2, total - total // 2, total // 2, total - total // 2))
+
+
+def _conv_block(c_in: int, c_out: int, kernel: int, size: int) -> list[nn.Module]:
+    return [_same_padding(size, kernel), nn.Conv2d(c_in, c_out, kernel, stride=2), _norm(c_out), nn.ReLU()]
 
 
 def _deconv_block(c_in: int, c_out: int, kernel: int) -> list[nn.Module]:
@@ -54,12 +64,17 @@ def _deconv_block(c_in: int, c_out: int, kernel: int) -> list[nn.Module]:
 
 
 class ConvEncoder(nn.Module):
-    """x -> (mu, logvar): four stride-2 convs with width*(1, 2, 4, 8) channels, then FC."""
+    """x -> (mu, logvar): four stride-2 'SAME' convs with width*(1, 2, 4, 8) channels
+    (MNIST 28 -> 14 -> 7 -> 4 -> 2, CelebA 64 -> 32 -> 16 -> 8 -> 4), then FC."""
 
     def __init__(self, arch: Architecture, latent_dim: int, width: int = 128):
         super().__init__()
         chans = [arch.channels] + [width * m for m in (1, 2, 4, 8)]
-        layers = [m for c_in, c_out in zip(chans, chans[1:]) for m in _conv_block(c_in, c_out, arch.kernel)]
+        sizes = [arch.size]
+        for _ in chans[1:]:
+            sizes.append(math.ceil(sizes[-1] / 2))
+        layers = [m for c_in, c_out, size in zip(chans, chans[1:], sizes)
+                  for m in _conv_block(c_in, c_out, arch.kernel, size)]
         self.features = nn.Sequential(*layers, nn.Flatten())
         with torch.no_grad():
             n_features = self.features(torch.zeros(1, arch.channels, arch.size, arch.size)).shape[1]
