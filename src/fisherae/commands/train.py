@@ -1,0 +1,28 @@
+"""``train``: train one model on one data set with one seed (resuming a killed run)."""
+
+from __future__ import annotations
+
+from fisherae.cli import command
+from fisherae.config import load_config
+
+
+@command("train", "train one model on one data set with one seed; writes model.pt, checkpoint.pt, metrics.csv")
+def setup(parser):
+    parser.add_argument("--config", required=True, help="YAML config (see config/*.yaml)")
+    parser.add_argument("--dataset", required=True, help="a key of the config's datasets (mnist, celeba)")
+    parser.add_argument("--model", required=True, help="a key of the config's models (e.g. fisher_ae_poly)")
+    parser.add_argument("--seed", required=True, type=int, help="seed of initialisation, data order and draws")
+    parser.add_argument("--outdir", required=True, help="run folder, e.g. results/runs/mnist/vae/seed0")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    return run
+
+
+def run(args) -> None:
+    from fisherae.devices import acquire_device
+    from fisherae.training import model_spec, train
+
+    config = load_config(args.config)
+    model_spec(config, args.dataset, args.model)  # names the valid keys before a GPU is taken
+    with acquire_device(config["device"]) as device:
+        path = train(config, args.dataset, args.model, args.seed, args.outdir, device, progress=not args.no_progress)
+    print(path)
