@@ -1,3 +1,5 @@
 """CLI commands, one module per pipeline stage; importing them registers them with fisherae.cli."""
 
 from fisherae.commands import train  # noqa: F401
+from fisherae.commands import evaluate  # noqa: F401
+from fisherae.commands import data  # noqa: F401

@@ -1,0 +1,131 @@
+"""Figures 1-6 from synthetic tidy inputs: what is plotted (the tidy tables), files written, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from fisherae import plots
+from fisherae.cli import main
+
+CONFIG = {"seeds": [0], "datasets": {"mnist": {"source": "embedded"}},
+          "models": {"fisher_ae_poly": {"method": "fisher_ae", "prior": "polynomial",
+                                        "label": "Fisher AE (Exp. prior)"},
+                     "vae": {"method": "vae", "label": "VAE"}, "wae_gan": {"method": "wae_gan"}}}
+STYLE = plots.ModelStyle.from_config(CONFIG)
+
+
+def sweep_table(dataset="mnist", metric="bce", seeds=(0, 1)):
+    rows = []
+    for m, model in enumerate(("vae", "fisher_ae_poly")):
+        for seed in seeds:
+            for batch in range(3):
+                for sigma2 in (0.0, 0.5, 1.0):
+                    value = (100 + 10 * batch + seed) * (1 + (m + 1) * sigma2)
+                    rows.append((dataset, model, seed, sigma2, batch, 10, metric, value))
+    return pd.DataFrame(rows, columns=["dataset", "model", "seed", "sigma2", "batch", "n_images", "metric", "value"])
+
+
+def assert_real_image(path):
+    with Image.open(path) as img:
+        assert img.format == "PNG" and 300 <= img.width <= 6000 and 200 <= img.height <= 6000, img.size
+        assert np.asarray(img.convert("RGB"), dtype=float).std() > 5
+
+
+def test_model_style_is_consistent_and_labelled():
+    assert STYLE.labels == {"fisher_ae_poly": "Fisher AE (Exp. prior)", "vae": "VAE", "wae_gan": "wae_gan"}
+    again = plots.ModelStyle.from_config(CONFIG, ["extra"])
+    assert all(again.colours[m] == STYLE.colours[m] for m in CONFIG["models"])
+    assert len(set(again.colours.values())) == 4
+    assert STYLE.order(["wae_gan", "vae", "fisher_ae_poly"]) == ["fisher_ae_poly", "vae", "wae_gan"]
+
+
+def test_figure1_summary_and_normalisation(tmp_path):
+    fig, tidy = plots.figure1(sweep_table(), STYLE)
+    plots.save_figure(fig, tmp_path / "f1.png")
+    assert_real_image(tmp_path / "f1.png")
+    assert set(tidy["panel"]) == {"bce", "bce_normalised"}
+    vae = tidy[(tidy["model"] == "vae") & (tidy["panel"] == "bce")].set_index("sigma2")
+    values = [(100 + 10 * b + s) for s in (0, 1) for b in range(3)]  # 6 (seed, batch) values at sigma2 = 0
+    assert vae.loc[0.0, "mean"] == pytest.approx(np.mean(values))
+    assert vae.loc[0.0, "sd"] == pytest.approx(np.std(values, ddof=1))
+    assert vae.loc[0.0, "n_values"] == 6 and vae.loc[0.0, "n_seeds"] == 2
+    norm = tidy[tidy["panel"] == "bce_normalised"].set_index(["model", "sigma2"])
+    assert norm.loc[("vae", 0.0), "mean"] == 1.0 and norm.loc[("vae", 0.0), "sd"] == 0.0
+    assert norm.loc[("vae", 1.0), "mean"] == pytest.approx(2.0)  # value(1) / value(0) = 1 + 1 in every batch
+    assert norm.loc[("fisher_ae_poly", 0.5), "mean"] == pytest.approx(2.0)
+    assert set(tidy["label"]) == {"VAE", "Fisher AE (Exp. prior)"}
+
+
+def test_figure5_and_dataset_check(tmp_path):
+    fig, tidy = plots.figure5(sweep_table("celeba", "mse", seeds=(0,)), STYLE)
+    plots.save_figure(fig, tmp_path / "f5.png")
+    assert_real_image(tmp_path / "f5.png")
+    assert (tidy["n_seeds"] == 1).all() and (tidy["panel"] == "mse").all()
+    with pytest.raises(ValueError, match="celeba only"):
+        plots.figure5(sweep_table("mnist", "mse"), STYLE)
+    with pytest.raises(ValueError, match="no metric 'bce'"):
+        plots.figure1(sweep_table("mnist", "mse"), STYLE)
+
+
+def test_figure3_and_figure4(tmp_path):
+    rng = np.random.default_rng(0)
+    nmi = pd.DataFrame([("mnist", m, s, s2, t, 0.9 - s2 * (0.3 if m == "vae" else 0.1) + 0.01 * t)
+                        for m in ("vae", "fisher_ae_poly") for s in (0,) for s2 in (0.0, 0.5, 1.0) for t in (0, 1, 2)],
+                       columns=["dataset", "model", "seed", "sigma2", "tsne_seed", "nmi"])
+    fig, tidy = plots.figure3(nmi, STYLE)
+    plots.save_figure(fig, tmp_path / "f3.png")
+    assert_real_image(tmp_path / "f3.png")
+    row = tidy[(tidy["model"] == "vae") & (tidy["sigma2"] == 1.0)].iloc[0]
+    assert row["mean"] == pytest.approx(0.61) and row["n_values"] == 3
+
+    labels = np.repeat(np.arange(10), 20)
+    embeddings = [{"model": m, "seed": 0, "sigma2": np.array([0.0, 0.5]), "tsne_seeds": np.array([0, 1]),
+                   "labels": labels, "embeddings": rng.normal(size=(2, 2, 200, 2)) + labels[:, None]}
+                  for m in ("vae", "fisher_ae_poly")]
+    fig, tidy = plots.figure4(embeddings, STYLE)
+    plots.save_figure(fig, tmp_path / "f4.png")
+    assert_real_image(tmp_path / "f4.png")
+    assert len(tidy) == 2 * 2 * 200 and set(tidy.columns) >= {"model", "sigma2", "x", "y", "digit"}
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_grid_png_roundtrip_and_panel(tmp_path, channels):
+    rng = np.random.default_rng(0)
+    shape = (182, 122) if channels == 1 else (182, 122, 3)
+    layout = [{"name": "clean input", "rows": 1, "top": 2, "bottom": 30},
+              {"name": "random samples", "rows": 5, "top": 32, "bottom": 180}]
+    paths = []
+    for model in ("vae", "fisher_ae_poly"):
+        meta = {"dataset": "mnist", "model": model, "seed": 0, "noise_sigma2": 0.2, "layout": layout}
+        paths.append(plots.write_grid_png(tmp_path / f"{model}.png", rng.integers(0, 256, shape, dtype=np.uint8), meta))
+    image, meta = plots.read_grid_png(paths[0])
+    assert image.shape == shape and meta["layout"] == layout
+    grids = [(str(p), *plots.read_grid_png(p)) for p in paths]
+    fig, tidy = plots.figure_grids(grids, "figure2", "mnist", STYLE)
+    plots.save_figure(fig, tmp_path / "f2.png")
+    assert_real_image(tmp_path / "f2.png")
+    assert tidy["model"].tolist() == ["fisher_ae_poly", "vae"]  # configuration order
+
+
+def test_figure_command_errors_exit_2(tmp_path, capsys):
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(CONFIG))
+    figure = lambda name, path: main(["figure", "--config", str(config), "--name", name,  # noqa: E731
+                                      "--inputs", str(path), "--out", str(out)])
+    sweep = tmp_path / "sweep.csv"
+    sweep_table("celeba", "mse").to_csv(sweep, index=False)
+    out = tmp_path / "f1.png"
+    assert figure("figure1", sweep) == 2
+    assert "mnist only" in capsys.readouterr().err and not out.exists()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    assert figure("figure3", bad) == 2
+    assert "expected" in capsys.readouterr().err
+    plain = tmp_path / "plain.png"
+    Image.new("L", (10, 10)).save(plain)
+    assert figure("figure2", plain) == 2
+    assert "not a grid" in capsys.readouterr().err and not out.exists()
