@@ -253,9 +253,10 @@ def test_bad_model_files_are_clear_errors(tmp_path):
     model = AutoEncoder(ModelSpec("vae", "mnist", width=8))
     good = save_model(tmp_path / "good.pt", model, {})
     (tmp_path / "cut.pt").write_bytes(good.read_bytes()[:2000])
+    (tmp_path / "junk.pt").write_bytes(b"junk")  # not even a zip: torch.load raises struct.error
     torch.save({"weights": torch.zeros(1)}, tmp_path / "foreign.pt")
     cases = {"missing.pt": "does not exist", "cut.pt": "is truncated or corrupt",
-             "foreign.pt": "is not a fisherae model"}
+             "junk.pt": "is truncated or corrupt", "foreign.pt": "is not a fisherae model"}
     for name, problem in cases.items():
         pattern = f"model file {re.escape(str(tmp_path / name))} {problem}.*python -m fisherae train"
         with pytest.raises(CheckpointError, match=pattern):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pickle
 import secrets
+import struct
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -64,7 +65,8 @@ def torch_load(path: str | Path, what: str, remedy: str, map_location: Any = "cp
         raise CheckpointError(f"{what} {path} does not exist; {remedy}")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile,
+            struct.error) as err:
         detail = str(err).split(". ")[0].strip() or type(err).__name__
         raise CheckpointError(f"{what} {path} is truncated or corrupt (torch.load: {detail}); "
                               f"delete it and {remedy}") from err

@@ -1,0 +1,282 @@
+"""Prior samplers: SVGD (Liu & Wang, 2016; the paper's Section 4 sampler) against brute-force
+references and known targets, the exact inverse-CDF sampler of the polynomial prior (eq. 13)
+against an independent numerical integration, the refusals for unnormalisable priors, and the
+``sample`` command on tiny checkpoints."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from scipy import integrate, stats
+
+from fisherae.checkpoint import save_model
+from fisherae.cli import main
+from fisherae.commands.sampling import REPORT_COLUMNS
+from fisherae.models import AutoEncoder, ModelSpec
+from fisherae.priors import GaussianPrior, PolynomialPrior
+from fisherae.sampling import (NotNormalisableError, SVGDDivergedError, escape_region, marginal_distances,
+                               marginal_grid, median_bandwidth, sample_prior, stein_direction, svgd,
+                               wasserstein_to_cdf)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """A shared 2-core box: a second intra-op thread only adds contention."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def asymmetric_k4_prior(dim=3) -> PolynomialPrior:
+    """A normalisable K = 4 prior with odd terms (skewed) and different quartic strengths."""
+    prior = PolynomialPrior(dim, 4, normalisable=True)
+    with torch.no_grad():
+        prior.eta_lower.copy_(torch.tensor([[0.5, -0.3, 0.2], [-0.4, -0.6, -0.25], [0.1, 0.4, 0.3]])[:dim])
+        prior.top_raw.copy_(torch.tensor([-1.0, 0.0, 1.0])[:dim])
+    return prior
+
+
+def odd_prior(eta) -> PolynomialPrior:
+    prior = PolynomialPrior(len(eta), len(eta[0]))
+    with torch.no_grad():
+        prior.eta.copy_(torch.tensor(eta))
+    return prior
+
+
+# --------------------------------------------------------------------------- SVGD: exactness
+
+def brute_force_phi(x, score, h):
+    """phi(x_i) = 1/n sum_j [k(x_j, x_i) score(x_j) + grad_{x_j} k(x_j, x_i)], k = exp(-|x - y|^2 / h),
+    one particle pair at a time, the kernel gradient by autograd."""
+    kernel = lambda a, b: torch.exp(-((a - b) ** 2).sum() / h)  # noqa: E731
+    grad_k = torch.func.grad(kernel)
+    n = x.shape[0]
+    phi = torch.zeros_like(x)
+    for i in range(n):
+        for j in range(n):
+            phi[i] += kernel(x[j], x[i]) * score(x[j:j + 1])[0] + grad_k(x[j], x[i])
+    return phi / n
+
+
+def test_stein_direction_matches_brute_force_and_chunks():
+    torch.manual_seed(0)
+    x = torch.randn(9, 3, dtype=torch.float64) * torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64)
+    score = lambda z: -(z - 1.0) ** 3  # noqa: E731
+    h = median_bandwidth(x)
+    reference = brute_force_phi(x, score, h)
+    torch.testing.assert_close(stein_direction(x, score(x)), reference, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(stein_direction(x, score(x), chunk_size=4), reference, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(stein_direction(x, score(x), bandwidth=0.7),
+                               brute_force_phi(x, score, 0.7), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("n", [7, 8])
+def test_median_bandwidth_is_the_median_heuristic(n):
+    """h = med^2 / log(n + 1), med^2 the median over the full n x n squared-distance matrix
+    (diagonal included), averaging the middle pair when n^2 is even, as numpy does."""
+    torch.manual_seed(n)
+    x = torch.randn(n, 2, dtype=torch.float64)
+    d2 = ((x[:, None] - x[None]) ** 2).sum(-1).numpy()
+    assert median_bandwidth(x) == pytest.approx(np.median(d2) / math.log(n + 1), rel=1e-12)
+    assert median_bandwidth(torch.zeros(4, 2)) == 1.0  # collapsed particles
+
+
+def test_svgd_follows_adagrad_with_momentum():
+    """Three steps against the recurrence written out: g = phi^2, then g = a g + (1 - a) phi^2;
+    x += eps phi / (fudge + sqrt(g))."""
+    torch.manual_seed(1)
+    x0 = torch.randn(6, 2, dtype=torch.float64)
+    start = x0.clone()
+    score = lambda z: -z  # noqa: E731
+    x, g = x0.clone(), None
+    for _ in range(3):
+        phi = brute_force_phi(x, score, median_bandwidth(x))
+        g = phi**2 if g is None else 0.9 * g + 0.1 * phi**2
+        x = x + 0.1 * phi / (1e-6 + g.sqrt())
+    out = svgd(score, x0, 3, 0.1)
+    torch.testing.assert_close(out, x, rtol=1e-10, atol=1e-12)
+    assert torch.equal(x0, start) and not out.requires_grad  # input untouched, no graph
+
+
+# --------------------------------------------------------------------------- SVGD: known targets
+
+def test_svgd_recovers_a_correlated_gaussian():
+    torch.manual_seed(0)
+    mu = torch.tensor([1.0, -2.0], dtype=torch.float64)
+    cov = torch.tensor([[1.0, 0.6], [0.6, 2.0]], dtype=torch.float64)
+    precision = torch.linalg.inv(cov)
+    x = svgd(lambda z: -(z - mu) @ precision, torch.randn(200, 2, dtype=torch.float64), 1000, 0.02)
+    torch.testing.assert_close(x.mean(0), mu, atol=0.05, rtol=0)
+    torch.testing.assert_close(torch.cov(x.T), cov, atol=0.1, rtol=0.06)  # finite-n SVGD is a bit narrow
+
+
+def test_svgd_recovers_a_bimodal_mixture():
+    """0.5 N(-2, 0.6^2) + 0.5 N(2, 0.6^2) from N(0, 1): both modes filled, KS small. (SVGD does not
+    move mass between well-separated modes, so unequal weights would not be recovered.)"""
+    torch.manual_seed(0)
+    means, s = torch.tensor([-2.0, 2.0], dtype=torch.float64), 0.6
+
+    def score(z):
+        weights = torch.softmax(-0.5 * ((z - means) / s) ** 2, dim=1)
+        return (weights * (means - z) / s**2).sum(1, keepdim=True)
+
+    x = svgd(score, torch.randn(200, 1, dtype=torch.float64), 1000, 0.02)[:, 0].numpy()
+    cdf = lambda v: 0.5 * stats.norm.cdf(v, -2, s) + 0.5 * stats.norm.cdf(v, 2, s)  # noqa: E731
+    assert stats.kstest(x, cdf).statistic < 0.06
+    assert abs((x > 0).mean() - 0.5) < 0.05
+    assert abs(x[x > 0].std() - s) < 0.1
+
+
+# --------------------------------------------------------------------------- SVGD: refusals
+
+def test_svgd_raises_on_an_unnormalisable_odd_k_prior():
+    """log p = -z^2/2 + 0.3 z^3 (K = 3): particles beyond the local minimum z = 1/0.9 run off."""
+    prior = odd_prior([[0.0, -0.5, 0.3]])
+    assert escape_region(prior.eta[0].detach().double().numpy()) == (-math.inf, pytest.approx(1 / 0.9))
+    torch.manual_seed(0)
+    with pytest.raises(SVGDDivergedError, match="ran away.*not normalisable.*poly_normalisable"):
+        svgd(prior.score, torch.randn(100, 1), 3000, 0.05)
+
+
+def test_svgd_raises_on_non_finite_values():
+    with pytest.raises(ValueError, match="NaN or inf"):
+        svgd(lambda z: -z, torch.tensor([[0.0], [math.nan]]), 10, 0.1)
+    with pytest.raises(SVGDDivergedError, match="NaN/inf.*step 5"):
+        svgd(lambda z: z * math.inf, torch.randn(10, 2), 10, 0.1, check_every=5)
+    with pytest.raises(ValueError, match=r"\[n >= 2, d\]"):
+        svgd(lambda z: -z, torch.randn(5), 10, 0.1)
+    with pytest.raises(ValueError, match="step_size"):
+        svgd(lambda z: -z, torch.randn(5, 1), 10, -0.1)
+
+
+# --------------------------------------------------------------------------- exact sampler
+
+def quad_cdf(eta_j):
+    """The normalised CDF of exp(sum_k eta_k z^k) by adaptive quadrature (independent of the grid):
+    quad up to the smallest point, then over each gap between consecutive sorted points."""
+    density = lambda z: math.exp(sum(e * z ** (k + 1) for k, e in enumerate(eta_j)))  # noqa: E731
+    total = integrate.quad(density, -np.inf, np.inf, epsabs=0, epsrel=1e-12)[0]
+
+    def cdf(points):
+        points = np.asarray(points, dtype=np.float64)
+        order = np.argsort(points)
+        ends = points[order]
+        pieces = [integrate.quad(density, -np.inf, ends[0], epsabs=0, epsrel=1e-12)[0]]
+        pieces += [integrate.quad(density, a, b, epsabs=1e-14)[0] for a, b in zip(ends[:-1], ends[1:])]
+        out = np.empty_like(points)
+        out[order] = np.cumsum(pieces) / total
+        return out
+    return cdf
+
+
+def test_exact_sampler_matches_the_integrated_cdf():
+    prior = asymmetric_k4_prior()
+    eta = prior.natural_parameters().detach().double().numpy()
+    grid = marginal_grid(prior)
+    z = sample_prior(prior, 4000, torch.Generator().manual_seed(0))
+    assert z.shape == (4000, 3) and z.dtype == torch.float32
+    for j in range(3):
+        cdf = quad_cdf(eta[j])
+        points = np.array([-1.5, -0.3, 0.0, 0.8, 2.0])
+        np.testing.assert_allclose(grid.cdf_fn(j)(points), cdf(points), atol=1e-7)
+        assert stats.kstest(z[:, j].double().numpy(), cdf).pvalue > 1e-3
+    torch.testing.assert_close(sample_prior(prior, 10, torch.Generator().manual_seed(5)),
+                               sample_prior(prior, 10, torch.Generator().manual_seed(5)))
+
+
+@pytest.mark.parametrize("eta, why", [([[0.0, -0.5, 0.0, 0.0, 0.01], [0.0, -0.5, 0.0, 0.0, 0.0]], "odd top degree 5"),
+                                      ([[0.1, -0.5, 0.0, 0.02]], r"top coefficient eta_4 = 0\.02 > 0")])
+def test_exact_sampler_refuses_an_unnormalisable_prior(eta, why):
+    with pytest.raises(NotNormalisableError, match=f"dim 0: {why}.*poly_normalisable: true.*SVGD") as err:
+        sample_prior(odd_prior(eta), 10)
+    assert "dim 1" not in str(err.value)  # dim 1 is a Gaussian factor
+
+
+def test_gaussian_prior_is_sampled_directly():
+    z = sample_prior(GaussianPrior(4), 5, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(z, torch.randn(5, 4, generator=torch.Generator().manual_seed(0)))
+
+
+def test_marginal_distances_ks_and_exact_w1():
+    prior = asymmetric_k4_prior(1)
+    grid = marginal_grid(prior, grid_points=2001)
+    x = np.random.default_rng(0).normal(0.3, 0.8, size=(300, 1))
+    dist = marginal_distances(x, grid)
+    assert dist["ks"][0] == pytest.approx(stats.kstest(x[:, 0], grid.cdf_fn(0)).statistic)
+    dense = np.linspace(-6, 6, 2_000_001)  # brute force: integral of |F_n - F| on a dense grid
+    gap = np.abs(np.searchsorted(np.sort(x[:, 0]), dense, side="right") / 300 - grid.cdf_fn(0)(dense))
+    assert dist["w1"][0] == pytest.approx(integrate.trapezoid(gap, dense), abs=1e-5)
+    assert wasserstein_to_cdf(np.array([0.0]), np.array([-1.0, 1.0]), np.array([0.0, 1.0])) == pytest.approx(0.5)
+
+
+# --------------------------------------------------------------------------- sample command
+
+def tiny_checkpoint(tmp_path, prior="polynomial", order=4, normalisable=True, eta=None):
+    torch.manual_seed(0)
+    model = AutoEncoder(ModelSpec("fisher_ae", "mnist", prior, latent_dim=2, width=4, poly_order=order,
+                                  poly_normalisable=normalisable))
+    if eta is not None:
+        with torch.no_grad():
+            model.prior.eta.copy_(torch.tensor(eta))
+    return save_model(tmp_path / "model.pt", model, {"model": "fisher_ae_poly", "seed": 0})
+
+
+def sample_config(tmp_path):
+    config = {"seeds": [0], "device": "cpu", "datasets": {"mnist": {"source": "embedded", "latent_dim": 2}},
+              "models": {"fisher_ae_poly": {"method": "fisher_ae", "prior": "polynomial"}},
+              "training": {"threads": 1},
+              "evaluation": {"sampling": {"svgd_steps": 100, "svgd_step_size": 0.05, "n_particles": 30,
+                                          "grid_points": 1001},
+                             "fid": {"n_samples": 50, "n_draws": 2}}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def run_sample(tmp_path, checkpoint):
+    out, report = tmp_path / "z.npz", tmp_path / "report.csv"
+    code = main(["sample", "--config", str(sample_config(tmp_path)), "--checkpoint", str(checkpoint), "--seed", "3",
+                 "--out", str(out), "--report", str(report)])
+    return code, out, report
+
+
+def test_sample_command_normalisable_prior_compares_svgd_and_exact(tmp_path):
+    code, out, report = run_sample(tmp_path, tiny_checkpoint(tmp_path))
+    assert code == 0
+    with np.load(out) as npz:
+        assert npz["z"].shape == (2, 50, 2) and npz["z_exact"].shape == (2, 50, 2)
+        assert str(npz["method"]) == "svgd" and float(npz["seconds"]) > 0 and bool(npz["normalisable"])
+        assert np.isfinite(npz["z"]).all()
+    table = pd.read_csv(report)
+    assert list(table.columns) == REPORT_COLUMNS
+    assert sorted(table.method) == ["exact", "exact", "svgd", "svgd"] and set(table.n) == {100}
+    assert table.ks.between(0, 1).all() and (table.w1 > 0).all() and table.normalisable.all()
+    assert table[table.method == "svgd"].escaping_end.eq(0).all()
+
+
+def test_sample_command_unnormalisable_prior_reports_drift(tmp_path, capsys):
+    eta = [[0.0, -0.5, 0.0, 0.0, 0.001], [0.0, -0.5, 0.0, -0.1, 0.0]]  # dim 0 odd K = 5, dim 1 fine
+    code, out, report = run_sample(tmp_path, tiny_checkpoint(tmp_path, order=5, normalisable=False, eta=eta))
+    assert code == 0
+    assert "cannot be normalised in 1 dimension(s) [dim 0: odd top degree 5]" in capsys.readouterr().err
+    with np.load(out) as npz:
+        assert "z_exact" not in npz and not bool(npz["normalisable"]) and str(npz["method"]) == "svgd"
+    table = pd.read_csv(report).set_index("dim")
+    assert list(table.method) == ["svgd", "svgd"]
+    assert math.isnan(table.loc[0, "ks"]) and "not normalisable" in table.loc[0, "note"]
+    assert table.loc[0, "problem"] == "odd top degree 5" and table.loc[0, "escape_region"].startswith("z > ")
+    assert table.loc[1, "ks"] >= 0 and table.loc[1, "w1"] > 0  # dim 1's factor still has an exact marginal
+
+
+def test_sample_command_gaussian_prior_is_exact(tmp_path):
+    code, out, report = run_sample(tmp_path, tiny_checkpoint(tmp_path, prior="gaussian"))
+    assert code == 0
+    with np.load(out) as npz:
+        assert str(npz["method"]) == "exact" and npz["z"].shape == (2, 50, 2)
+    assert set(pd.read_csv(report).method) == {"exact"}
