@@ -23,14 +23,6 @@ from fisherae.models import AutoEncoder, ModelSpec
 from fisherae.plots import read_grid_png
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny nets on a shared 2-core box: a second intra-op thread only adds spin-wait contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 class Identity(nn.Module):
     """Reconstructs its (noisy) input exactly: the sweep's error is then the noise itself."""

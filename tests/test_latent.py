@@ -10,14 +10,6 @@ from fisherae.latent import cluster_nmi, encode_noisy, latent_robustness, tsne_e
 from fisherae.models import AutoEncoder, ModelSpec
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny nets on a shared 2-core box: a second intra-op thread only adds spin-wait contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def separated_clusters(n_per=50, k=3, dim=5, seed=0):
     rng = np.random.default_rng(seed)

@@ -22,14 +22,6 @@ from fisherae.metrics import (INCEPTION_FILENAME, ActivationStatistics, Features
 from fisherae.models import AutoEncoder, ModelSpec
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """A shared 2-core box: a second intra-op thread only adds contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def random_cov(rng, d, rank=None):
     a = rng.normal(size=(d, rank or d))

@@ -24,14 +24,6 @@ from fisherae.sampling import (NotNormalisableError, SVGDDivergedError, escape_r
                                wasserstein_to_cdf)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """A shared 2-core box: a second intra-op thread only adds contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def asymmetric_k4_prior(dim=3) -> PolynomialPrior:
     """A normalisable K = 4 prior with odd terms (skewed) and different quartic strengths."""
