@@ -1,0 +1,139 @@
+"""Choosing the torch device for one pipeline job, with an exclusive lock per GPU.
+
+Snakemake counts a ``gpu`` resource but never tells a job *which* GPU to use (it does not set
+CUDA_VISIBLE_DEVICES), so two jobs on a two-GPU machine would both pick cuda:0. ``acquire_device``
+makes each job take a free GPU instead: one ``flock``-ed file per physical GPU in a lock
+directory; the kernel drops the lock when the process exits, even on SIGKILL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+
+from fisherae.cli import UserError
+
+DEFAULT_TIMEOUT_S = 3600.0
+_SPEC = re.compile(r"^(auto|cpu|cuda(:[0-9]+)?)$")
+
+
+class DeviceError(UserError):
+    """A device that cannot be had: bad spec, no such GPU, or every GPU held too long."""
+
+
+def lock_dir() -> Path:
+    """``$FISHERAE_GPU_LOCK_DIR``, else ``<tmp>/fisherae-gpu-locks`` (shared by all users)."""
+    path = Path(os.environ.get("FISHERAE_GPU_LOCK_DIR") or Path(tempfile.gettempdir(), "fisherae-gpu-locks"))
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(PermissionError):
+            path.chmod(0o1777)
+    return path
+
+
+def visible_gpus() -> list[str]:
+    """One identity per visible CUDA device, in torch's (CUDA_VISIBLE_DEVICES-relative) order.
+
+    The identity names the *physical* GPU (its UUID), so jobs that see different visible sets,
+    or a relative "0" under SLURM's device cgroup, still lock the right file."""
+    if not torch.cuda.is_available():
+        return []
+    ids = []
+    for index in range(torch.cuda.device_count()):
+        uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
+        ids.append(str(uuid) if uuid else _physical_index(index))
+    return ids
+
+
+def _physical_index(index: int) -> str:
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible:
+        entries = [v.strip() for v in visible.split(",") if v.strip()]
+        if index < len(entries):
+            return entries[index]
+    return str(index)
+
+
+@contextlib.contextmanager
+def acquire_device(
+    spec: str = "auto",
+    *,
+    gpus: Sequence[str] | None = None,
+    timeout: float | None = None,
+    poll: float = 0.5,
+    locks: str | Path | None = None,
+) -> Iterator[torch.device]:
+    """Yield the device named by ``spec`` (``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``).
+
+    ``auto`` and ``cuda`` lock a free GPU (waiting up to ``timeout`` s, default
+    ``$FISHERAE_GPU_LOCK_TIMEOUT`` or 3600, when all are held); ``auto`` falls back to the CPU
+    when no GPU is visible. ``cuda:N`` is taken as given, without a lock. ``gpus`` (identities
+    of the visible GPUs) replaces CUDA discovery, so tests can simulate GPUs on a CPU machine."""
+    if not isinstance(spec, str) or not _SPEC.match(spec):
+        raise DeviceError(f"device {spec!r} is not one of auto, cpu, cuda, cuda:N")
+    simulated = gpus is not None
+    gpus = list(gpus) if simulated else visible_gpus()
+    if spec == "cpu" or (spec == "auto" and not gpus):
+        yield torch.device("cpu")
+        return
+    if not gpus:
+        raise DeviceError(f"device {spec!r} requested but CUDA is not available; use device: auto or cpu")
+    if spec.startswith("cuda:"):
+        index = int(spec.split(":")[1])
+        if index >= len(gpus):
+            raise DeviceError(f"device {spec!r} requested but only {len(gpus)} GPU(s) are visible")
+        yield _select(torch.device("cuda", index), simulated)
+        return
+    if timeout is None:
+        timeout = float(os.environ.get("FISHERAE_GPU_LOCK_TIMEOUT", DEFAULT_TIMEOUT_S))
+    directory = Path(locks) if locks is not None else lock_dir()
+    index, fd = _lock_free_gpu(gpus, directory, timeout, poll)
+    try:
+        yield _select(torch.device("cuda", index), simulated)
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _select(device: torch.device, simulated: bool) -> torch.device:
+    if not simulated:
+        torch.cuda.set_device(device)
+    return device
+
+
+def _lock_free_gpu(gpus: list[str], directory: Path, timeout: float, poll: float) -> tuple[int, int]:
+    """(visible index, open locked fd) of the first GPU whose lock is free; waits up to ``timeout``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = [directory / f"gpu-{re.sub(r'[^A-Za-z0-9_.-]', '_', gpu)}.lock" for gpu in gpus]
+    start = time.monotonic()
+    announced = False
+    while True:
+        for index, path in enumerate(paths):
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            return index, fd
+        waited = time.monotonic() - start
+        if waited >= timeout:
+            raise DeviceError(
+                f"all {len(gpus)} GPU(s) stayed locked by other fisherae jobs for {waited:.0f} s "
+                f"(locks in {directory}); run fewer GPU jobs at once (snakemake --resources gpu=N), "
+                "raise FISHERAE_GPU_LOCK_TIMEOUT, or set device: cpu / cuda:N in the config"
+            )
+        if not announced:
+            print(f"fisherae: all {len(gpus)} GPU(s) are busy (locks in {directory}); waiting up to "
+                  f"{timeout:.0f} s for one to be free", file=sys.stderr, flush=True)
+            announced = True
+        time.sleep(min(poll, max(timeout - waited, 0.0)))

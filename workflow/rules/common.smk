@@ -1,0 +1,136 @@
+# Shorthands for the validated config, output paths under its `results:` root, and the
+# effective config file every `python -m fisherae` call reads.
+import json
+import os
+import re
+from pathlib import Path
+
+import yaml
+
+RESULTS = config["results"].rstrip("/")
+DATASETS = list(config["datasets"])
+MODELS = list(config["models"])
+SEEDS = [str(seed) for seed in config["seeds"]]
+FIRST_SEED = SEEDS[0]
+POLY_MODELS = [m for m, spec in config["models"].items() if spec["prior"] == "polynomial"]
+OTHER_MODELS = [m for m in MODELS if m not in POLY_MODELS]
+THREADS = config["training"]["threads"]
+ENV = "../../envs/fisherae.yaml"
+# The config as Snakemake sees it (all --configfile/--config merged, defaults filled), so that
+# rules and a rerun by hand read exactly what this DAG was built from.
+CONFIG = f"{RESULTS}/config.yaml"
+
+
+def one_of(names):
+    """A regex matching exactly one of ``names`` (never matching when there are none)."""
+    return "|".join(re.escape(n) for n in names) or "(?!x)x"
+
+
+wildcard_constraints:
+    dataset=one_of(DATASETS),
+    model=one_of(MODELS),
+    seed=r"\d+",
+
+
+def _write_effective_config():
+    text = "# Effective configuration of this DAG, written by the Snakefile.\n"
+    text += yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=False)
+    path = Path(CONFIG)
+    if not path.is_file() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+
+
+_write_effective_config()
+
+
+def settings(*keys, ignore=()):
+    """Params recording the config sections a rule depends on (less the ``ignore``d entries,
+    which cannot change its outputs), so that editing them reruns it."""
+    return lambda wildcards: json.dumps(
+        {".".join(k): _lookup(k, wildcards, ignore) for k in keys}, sort_keys=True
+    )
+
+
+def _lookup(key, wildcards, ignore):
+    node = config
+    for part in key:
+        node = node[part.format(**wildcards)]
+    if isinstance(node, dict):
+        node = {k: v for k, v in node.items() if k not in ignore}
+    return node
+
+
+def res(path):
+    """``path`` under the config's results root."""
+    return f"{RESULTS}/{path}"
+
+
+def runs(template, datasets=DATASETS, models=MODELS, seeds=SEEDS):
+    """``template`` (relative to the results root) for every dataset x model x seed."""
+    return expand(res(template), dataset=datasets, model=models, seed=seeds)
+
+
+def model_pt(w):
+    return res(f"runs/{w.dataset}/{w.model}/seed{w.seed}/model.pt")
+
+
+def log_path(stage, pattern="{dataset}/{model}/seed{seed}"):
+    return res(f"logs/{stage}/{pattern}.log")
+
+
+def bench_path(stage, pattern="{dataset}/{model}/seed{seed}"):
+    return res(f"benchmarks/{stage}/{pattern}.tsv")
+
+
+# The paper's figures: file stem under figures/ -> (`figure --name`, data set, its inputs under
+# the results root, whether all seeds are plotted or only the first one's panel).
+FIGURES = {
+    "figure1_mnist_bce": ("figure1", "mnist", "sweeps/{dataset}/{model}/seed{seed}.csv", True),
+    "figure2_mnist_grids": ("figure2", "mnist", "grids/{dataset}/{model}/seed{seed}.png", False),
+    "figure3_mnist_nmi": ("figure3", "mnist", "latent/{dataset}/{model}/seed{seed}.csv", True),
+    "figure4_mnist_tsne": ("figure4", "mnist", "latent/{dataset}/{model}/seed{seed}.npz", False),
+    "figure5_celeba_mse": ("figure5", "celeba", "sweeps/{dataset}/{model}/seed{seed}.csv", True),
+    "figure6_celeba_grids": ("figure6", "celeba", "grids/{dataset}/{model}/seed{seed}.png", False),
+}
+MY_FIGURES = [stem for stem, (_, dataset, _, _) in FIGURES.items() if dataset in DATASETS]
+
+
+def figure_inputs(w):
+    _, dataset, template, all_seeds = FIGURES[w.stem]
+    return runs(template, datasets=[dataset], seeds=SEEDS if all_seeds else [FIRST_SEED])
+
+
+def classifier_input(w):
+    """The MNIST classifier, where the config's FID features use it."""
+    uses = config["evaluation"]["fid"]["features"] in ("classifier", "both")
+    return {"classifier": res("classifier/mnist.pt")} if uses and w.dataset == "mnist" else {}
+
+
+def classifier_option(w, input):
+    return f"--classifier {input.classifier}" if "classifier" in input.keys() else ""
+
+
+def final_targets():
+    """Every file the DAG makes, so that a deleted intermediate is made again (with everything
+    downstream of it): Snakemake itself ignores a missing intermediate whose consumers are up to
+    date (snakemake/snakemake#1978)."""
+    mnist = [d for d in DATASETS if d == "mnist"]
+    uses_classifier = config["evaluation"]["fid"]["features"] in ("classifier", "both")
+    return (
+        expand(res("data/{dataset}.json"), dataset=DATASETS)
+        + runs("runs/{dataset}/{model}/seed{seed}/model.pt")
+        + runs("runs/{dataset}/{model}/seed{seed}/metrics.csv")
+        + runs("sweeps/{dataset}/{model}/seed{seed}.csv")
+        + runs("samples/{dataset}/{model}/seed{seed}.npz")
+        + runs("sampling/{dataset}/{model}/seed{seed}.csv", models=POLY_MODELS)
+        + runs("grids/{dataset}/{model}/seed{seed}.png", seeds=[FIRST_SEED])
+        + runs("latent/{dataset}/{model}/seed{seed}.npz", datasets=mnist)
+        + runs("latent/{dataset}/{model}/seed{seed}.csv", datasets=mnist)
+        + expand(res("classifier/{dataset}.{ext}"), dataset=mnist if uses_classifier else [], ext=["pt", "json"])
+        + runs("fid/{dataset}/{model}/seed{seed}.csv")
+        + expand(res("figures/{stem}.{ext}"), stem=MY_FIGURES, ext=["png", "csv"])
+        + [res("tables/table1_fid.csv"), res("tables/table1_fid.md")]
+    )

@@ -1,0 +1,19 @@
+# Data: load both splits of each data set once (downloading MNIST when the config asks), so
+# that parallel training jobs never race on a download and a missing data root fails first.
+
+
+rule data:
+    output:
+        res("data/{dataset}.json"),
+    params:
+        config=CONFIG,
+        settings=settings(("datasets", "{dataset}"), ignore=("latent_dim", "width", "wae_lambda")),
+    log:
+        log_path("data", "{dataset}"),
+    benchmark:
+        bench_path("data", "{dataset}"),
+    conda:
+        ENV
+    shell:
+        "python -m fisherae data --config {params.config} --dataset {wildcards.dataset}"
+        " --out {output} > {log} 2>&1"

@@ -1,0 +1,30 @@
+# Latent robustness on MNIST (Figures 3 and 4): t-SNE of the codes of noisy test digits and the
+# NMI of their clusters against the digit labels.
+
+
+rule latent:
+    input:
+        model=model_pt,
+    output:
+        embedding=res("latent/{dataset}/{model}/seed{seed}.npz"),
+        nmi=res("latent/{dataset}/{model}/seed{seed}.csv"),
+    wildcard_constraints:
+        dataset="mnist",
+    params:
+        config=CONFIG,
+        settings=settings(("evaluation", "latent")),
+    log:
+        log_path("latent"),
+    benchmark:
+        bench_path("latent")
+    threads: THREADS
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=240,
+    conda:
+        ENV
+    shell:
+        "python -m fisherae latent --config {params.config} --dataset {wildcards.dataset}"
+        " --checkpoint {input.model} --model {wildcards.model} --seed {wildcards.seed}"
+        " --out-embedding {output.embedding} --out-nmi {output.nmi} > {log} 2>&1"

@@ -1,0 +1,53 @@
+# Reconstruction error of noisy test images against sigma^2 (Figures 1 and 5), and the
+# clean / noisy / reconstructed / sampled image grids (Figures 2 and 6).
+
+
+rule noise_sweep:
+    input:
+        model=model_pt,
+    output:
+        res("sweeps/{dataset}/{model}/seed{seed}.csv"),
+    params:
+        config=CONFIG,
+        settings=settings(("evaluation", "noise_sweep")),
+    log:
+        log_path("noise_sweep"),
+    benchmark:
+        bench_path("noise_sweep")
+    threads: THREADS
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        ENV
+    shell:
+        "python -m fisherae noise-sweep --config {params.config} --dataset {wildcards.dataset}"
+        " --checkpoint {input.model} --model {wildcards.model} --seed {wildcards.seed}"
+        " --out {output} > {log} 2>&1"
+
+
+rule grids:
+    input:
+        model=model_pt,
+        samples=res("samples/{dataset}/{model}/seed{seed}.npz"),
+    output:
+        res("grids/{dataset}/{model}/seed{seed}.png"),
+    params:
+        config=CONFIG,
+        settings=settings(("evaluation", "grids")),
+    log:
+        log_path("grids"),
+    benchmark:
+        bench_path("grids")
+    threads: THREADS
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=30,
+    conda:
+        ENV
+    shell:
+        "python -m fisherae grids --config {params.config} --dataset {wildcards.dataset}"
+        " --checkpoint {input.model} --samples {input.samples} --model {wildcards.model}"
+        " --seed {wildcards.seed} --out {output} > {log} 2>&1"

@@ -1,0 +1,35 @@
+# Training (paper Section 4): every data set x model x seed of the config.
+# checkpoint.pt (the resumable state) is deliberately not a declared output: Snakemake deletes
+# the outputs of a failed or preempted job, and `train` resumes from that file.
+
+
+rule train:
+    input:
+        res("data/{dataset}.json"),
+    output:
+        model=res("runs/{dataset}/{model}/seed{seed}/model.pt"),
+        metrics=res("runs/{dataset}/{model}/seed{seed}/metrics.csv"),
+    params:
+        config=CONFIG,
+        outdir=lambda w, output: os.path.dirname(output.model),
+        settings=settings(
+            ("datasets", "{dataset}"),
+            ("models", "{model}"),
+            ("training",),
+            ignore=("root", "download", "label", "num_workers", "threads"),
+        ),
+    log:
+        log_path("train"),
+    benchmark:
+        bench_path("train")
+    threads: THREADS
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=720,
+    conda:
+        ENV
+    shell:
+        "python -m fisherae train --config {params.config} --dataset {wildcards.dataset}"
+        " --model {wildcards.model} --seed {wildcards.seed} --outdir {params.outdir}"
+        " --no-progress > {log} 2>&1"
