@@ -27,7 +27,7 @@ def learned_looking_prior(dim: int, seed: int) -> PolynomialPrior:
         prior.eta_lower[:, 0] = 0.2 * torch.randn(dim, generator=g)
         prior.eta_lower[:, 1] = -0.5 + 0.15 * torch.rand(dim, generator=g)
         prior.eta_lower[:, 2] = 0.1 * torch.randn(dim, generator=g)
-        prior.top_raw[:] = -3.0 + torch.rand(dim, generator=g)  # eta_4 = -softplus(.) ~ -0.05 .. -0.13
+        prior.top_raw[:] = 0.22 + 0.14 * torch.rand(dim, generator=g)  # eta_4 = -(rho^2 + 1e-4) ~ -0.05 .. -0.13
     return prior
 
 

@@ -30,7 +30,7 @@ def asymmetric_k4_prior(dim=3) -> PolynomialPrior:
     prior = PolynomialPrior(dim, 4, normalisable=True)
     with torch.no_grad():
         prior.eta_lower.copy_(torch.tensor([[0.5, -0.3, 0.2], [-0.4, -0.6, -0.25], [0.1, 0.4, 0.3]])[:dim])
-        prior.top_raw.copy_(torch.tensor([-1.0, 0.0, 1.0])[:dim])
+        prior.top_raw.copy_(torch.tensor([0.56, 0.83, 1.15])[:dim])  # eta_4 = -(rho^2 + 1e-4): -0.31, -0.69, -1.32
     return prior
 
 

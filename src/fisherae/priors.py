@@ -7,7 +7,6 @@ import math
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 
 class GaussianPrior(nn.Module):
@@ -50,9 +49,11 @@ class PolynomialPrior(nn.Module):
     as the top coefficient is non-zero.
 
     ``normalisable=True`` needs an even ``order`` and keeps the top coefficient
-    negative by construction: eta_jK = -softplus(rho_j) - min_top. Its parameters are
-    ``eta_lower`` [dim, order-1] and ``top_raw`` [dim]; ``natural_parameters()``
-    returns the full eta in both forms.
+    negative by construction: eta_jK = -(rho_j^2 + min_top). (A softplus there starts
+    deep in its exponential tail for a small initial eta_jK, where Adam's roughly
+    lr-sized steps on rho barely move eta_jK; the square moves it steadily.) Its
+    parameters are ``eta_lower`` [dim, order-1] and ``top_raw`` (rho) [dim];
+    ``natural_parameters()`` returns the full eta in both forms.
 
     Both start at the standard normal (eta_j2 = -1/2, all else 0) where possible.
     """
@@ -75,8 +76,8 @@ class PolynomialPrior(nn.Module):
             init[:, 1] = -0.5
         if normalisable:
             self.eta_lower = nn.Parameter(init[:, :-1].clone())
-            # softplus(top_raw) = -eta_top - min_top, kept at least 1e-3 so z^K matters.
-            self.top_raw = nn.Parameter(_softplus_inverse((-init[:, -1] - min_top).clamp_min(1e-3)))
+            # rho^2 = -eta_top - min_top, at least 1e-3 so that z^K matters from the start.
+            self.top_raw = nn.Parameter((-init[:, -1] - min_top).clamp_min(1e-3).sqrt())
         else:
             self.eta = nn.Parameter(init)
 
@@ -84,7 +85,7 @@ class PolynomialPrior(nn.Module):
         """The eta of eq. 13, shape [dim, order]; column k-1 multiplies z^k."""
         if not self.normalisable:
             return self.eta
-        top = -F.softplus(self.top_raw) - self.min_top
+        top = -(self.top_raw.square() + self.min_top)
         return torch.cat([self.eta_lower, top[:, None]], dim=1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -131,10 +132,6 @@ def build_prior(kind: str, dim: int, order: int = 5, normalisable: bool = False)
     if kind == "polynomial":
         return PolynomialPrior(dim, order, normalisable=normalisable)
     raise ValueError(f"unknown prior {kind!r}: expected 'gaussian' or 'polynomial'")
-
-
-def _softplus_inverse(y: torch.Tensor) -> torch.Tensor:
-    return y + torch.log(-torch.expm1(-y))
 
 
 def _check_last_dim(z: torch.Tensor, dim: int) -> None:
