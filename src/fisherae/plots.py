@@ -74,7 +74,8 @@ def _curve_panel(ax, summary: pd.DataFrame, style: ModelStyle, xlabel: str, ylab
 def _finish(fig: plt.Figure, ax, title: str) -> None:
     """One legend of the models under the panels and a title wrapped to the figure's width."""
     handles, labels = ax.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), frameon=False)
+    columns = 4 if fig.get_figwidth() >= 10 else 2  # long model labels: two per row on narrow figures
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), columns), frameon=False)
     _suptitle(fig, title)
 
 
