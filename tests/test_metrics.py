@@ -272,18 +272,34 @@ def test_fid_command_errors_are_clear(tmp_path, capsys):
     assert not (tmp_path / "f.csv").exists()
 
 
+def _paper_celeba_config(**training):
+    from fisherae.config import validate_config
+    return validate_config({
+        "seeds": [0], "datasets": {"celeba": {"source": "torchvision", "latent_dim": 64}},
+        "models": {"fisher_ae_poly": {"method": "fisher_ae", "prior": "polynomial", "label": "Fisher AE (Exp. prior)"},
+                   "vae": {"method": "vae"}},
+        "training": {"epochs": 100, **training}})
+
+
 def test_table1_marks_only_celeba_inception_at_full_size_as_comparable():
     from fisherae.commands.fid import table1
-    models = {"fisher_ae_poly": {"method": "fisher_ae", "prior": "polynomial", "label": "Fisher AE (Exp. prior)"},
-              "vae": {"method": "vae"}}
+    config = _paper_celeba_config()
     rows = [{"dataset": "celeba", "model": m, "seed": seed, "features": "inception-pool3-2048", "draw": str(draw),
              "n_samples": n, "n_real": 19962, "sampler": "svgd", "fid": fid + seed + 0.1 * draw, "fid_sd": np.nan,
              "status": "ok", "reason": ""}
             for m, n, fid in (("fisher_ae_poly", 10000, 80.0), ("vae", 5000, 90.0)) for seed in (0, 1)
             for draw in (0, 1)]
-    t1 = table1(pd.DataFrame(rows), models).set_index("algorithm")
+    t1 = table1(pd.DataFrame(rows), config).set_index("algorithm")
     poly = t1.loc["Fisher AE (Exp. prior)"]
     assert poly.comparable == "yes" and poly.note == "" and (poly.paper_fid, poly.paper_sd) == (84.7, 0.8)
     assert poly.fid_mean == pytest.approx(80.55) and poly.n_seeds == 2 and poly.n_draws == 4
     assert t1.loc["VAE"].comparable == "no" and "5000 samples" in t1.loc["VAE"].note
     assert set(t1[t1.status == "not run"].index) == {"Fisher AE (Gaussian prior)", "WAE-GAN"}
+    # the same numbers from a run outside the paper's setting are not comparable, and the note says why
+    short = _paper_celeba_config(epochs=2, poly_order=4, poly_normalisable=True)
+    short["datasets"]["celeba"].update(source="embedded", n_test=20)
+    poly = table1(pd.DataFrame(rows), short).set_index("algorithm").loc["Fisher AE (Exp. prior)"]
+    assert poly.comparable == "no"
+    for gap in ("datasets.celeba.source = embedded", "datasets.celeba.n_test = 20", "training.epochs = 2",
+                "K = 4, normalisable form = True"):
+        assert gap in poly.note

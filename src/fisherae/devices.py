@@ -100,6 +100,9 @@ def acquire_device(
     try:
         yield _select(torch.device("cuda", index), simulated)
     finally:
+        if not simulated:  # hand the memory back before the next job may take this GPU
+            torch.cuda.synchronize(index)
+            torch.cuda.empty_cache()
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
 
@@ -110,6 +113,18 @@ def _select(device: torch.device, simulated: bool) -> torch.device:
     return device
 
 
+def _open_lock(path: Path) -> int:
+    """An fd on ``path``, created readable by every user who shares the lock directory."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
+    except PermissionError as err:
+        raise DeviceError(f"cannot open the GPU lock {path} ({err}); give every user of this machine read "
+                          "access to it, or set FISHERAE_GPU_LOCK_DIR to a directory of your own") from err
+    if os.fstat(fd).st_uid == os.getuid():
+        os.fchmod(fd, 0o666)  # a umask of 077 would lock other users out of the shared lock
+    return fd
+
+
 def _lock_free_gpu(gpus: list[str], directory: Path, timeout: float, poll: float) -> tuple[int, int]:
     """(visible index, open locked fd) of the first GPU whose lock is free; waits up to ``timeout``."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -118,7 +133,7 @@ def _lock_free_gpu(gpus: list[str], directory: Path, timeout: float, poll: float
     announced = False
     while True:
         for index, path in enumerate(paths):
-            fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+            fd = _open_lock(path)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
