@@ -9,58 +9,18 @@ import numpy as np
 import pandas as pd
 
 from fisherae.cli import UserError, command
+from fisherae.commands.common import add_model_arguments, load_config_and_model, load_test_split, write_csv
 from fisherae.config import ConfigError, load_config
 
 FIGURES = {"figure1": "mnist", "figure2": "mnist", "figure3": "mnist", "figure4": "mnist",
            "figure5": "celeba", "figure6": "celeba"}
 
 
-def _common(parser, seed_required: bool = True) -> None:
-    parser.add_argument("--config", required=True, help="YAML config (see config/*.yaml)")
-    parser.add_argument("--dataset", required=True, help="a key of the config's datasets")
-    parser.add_argument("--checkpoint", required=True, help="model.pt written by `train`")
-    parser.add_argument("--model", required=True, help="a key of the config's models")
-    parser.add_argument("--seed", type=int, required=seed_required, help="the model's training seed")
-
-
-def _load(args):
-    """(config, model): the validated config and the checkpoint, checked against --dataset/--model."""
-    import torch
-
-    from fisherae.checkpoint import load_model
-    from fisherae.training import model_spec
-
-    config = load_config(args.config)
-    expected = model_spec(config, args.dataset, args.model)  # names valid keys
-    model = load_model(args.checkpoint)
-    got = model.spec
-    fields = ("dataset", "method", "prior", "latent")
-    if any(getattr(got, f) != getattr(expected, f) for f in fields):
-        describe = lambda s: ", ".join(f"{f}={getattr(s, f)}" for f in fields)  # noqa: E731
-        raise UserError(f"checkpoint {args.checkpoint} holds a model with {describe(got)}, but --dataset "
-                        f"{args.dataset} --model {args.model} in {args.config} means {describe(expected)}; "
-                        "pass the checkpoint trained for this data set and model")
-    torch.set_num_threads(config["training"]["threads"])
-    return config, model
-
-
-def _test_split(config: dict, dataset: str):
-    from fisherae.data import load_split
-
-    return load_split(dataset, config["datasets"][dataset], "test")
-
-
-def _write_csv(table: pd.DataFrame, path: str) -> None:
-    from fisherae.checkpoint import atomic_write_text
-
-    atomic_write_text(path, table.to_csv(index=False))
-
-
 # --------------------------------------------------------------------------- noise-sweep
 
 @command("noise-sweep", "reconstruction error vs input-noise variance (Figures 1 and 5): tidy CSV per test batch")
 def setup_noise_sweep(parser):
-    _common(parser)
+    add_model_arguments(parser)
     parser.add_argument("--out", required=True,
                         help="CSV: dataset, model, seed, sigma2, batch, n_images, metric, value")
     return run_noise_sweep
@@ -70,19 +30,19 @@ def run_noise_sweep(args) -> None:
     from fisherae.devices import acquire_device
     from fisherae.evaluation import SWEEP_COLUMNS, noise_sweep
 
-    config, model = _load(args)
+    config, model = load_config_and_model(args)
     settings = config["evaluation"]["noise_sweep"]
     sigma2s = settings["sigma2"].get(args.dataset)
     if sigma2s is None:
         raise ConfigError(f"{args.config}: evaluation.noise_sweep.sigma2.{args.dataset} is not set; "
                           f"list the noise variances to sweep for {args.dataset}")
-    data = _test_split(config, args.dataset)
+    data = load_test_split(config, args.dataset)
     with acquire_device(config["device"]) as device:
         table = noise_sweep(model, data, sigma2s, settings["batch_size"], settings["noise_seed"], device)
     if not np.isfinite(table["value"]).all():
         raise UserError(f"checkpoint {args.checkpoint} gives non-finite reconstruction errors; retrain it")
     table = table.assign(dataset=args.dataset, model=args.model, seed=args.seed)[SWEEP_COLUMNS]
-    _write_csv(table, args.out)
+    write_csv(table, args.out)
     print(args.out)
 
 
@@ -90,7 +50,7 @@ def run_noise_sweep(args) -> None:
 
 @command("grids", "qualitative grid of one model (Figures 2 and 6): noisy/clean inputs, reconstructions, samples")
 def setup_grids(parser):
-    _common(parser, seed_required=False)
+    add_model_arguments(parser, seed_required=False)
     parser.add_argument("--samples", required=True, help="latent samples NPZ written by `sample` (z: [draws, n, d])")
     parser.add_argument("--out", required=True, help="PNG to write")
     return run_grids
@@ -118,13 +78,13 @@ def run_grids(args) -> None:
     from fisherae.evaluation import first_images, grid_sections, tile
     from fisherae.plots import write_grid_png
 
-    config, model = _load(args)
+    config, model = load_config_and_model(args)
     settings, noise_seed = config["evaluation"]["grids"], config["evaluation"]["noise_sweep"]["noise_seed"]
     noise_sigma2 = settings["noise_sigma2"].get(args.dataset)
     if noise_sigma2 is None:
         raise ConfigError(f"{args.config}: evaluation.grids.noise_sigma2.{args.dataset} is not set")
     z, method = _latent_samples(args.samples)
-    data = _test_split(config, args.dataset)
+    data = load_test_split(config, args.dataset)
     n_images = min(settings["n_images"], len(data))
     clean, _ = first_images(data, n_images)
     try:
@@ -143,7 +103,7 @@ def run_grids(args) -> None:
 
 @command("latent", "t-SNE + k-means NMI of noisy MNIST latents (Figures 3 and 4): embeddings NPZ and NMI CSV")
 def setup_latent(parser):
-    _common(parser)
+    add_model_arguments(parser)
     parser.add_argument("--out-embedding", required=True, help="NPZ: embeddings [sigma2, tsne seed, n, 2], labels")
     parser.add_argument("--out-nmi", required=True, help="CSV: dataset, model, seed, sigma2, tsne_seed, nmi")
     return run_latent
@@ -155,12 +115,12 @@ def run_latent(args) -> None:
     from fisherae.evaluation import first_images
     from fisherae.latent import NMI_COLUMNS, latent_robustness
 
-    config, model = _load(args)
+    config, model = load_config_and_model(args)
     if args.dataset != "mnist":
         raise UserError(f"latent needs class labels to score clusters (Figures 3-4 use MNIST); got --dataset "
                         f"{args.dataset}")
     settings = config["evaluation"]["latent"]
-    data = _test_split(config, args.dataset)
+    data = load_test_split(config, args.dataset)
     if settings["n_points"] > len(data):
         raise ConfigError(f"{args.config}: evaluation.latent.n_points = {settings['n_points']}, but the "
                           f"{args.dataset} test split has {len(data)} images; lower n_points")
@@ -176,7 +136,7 @@ def run_latent(args) -> None:
     atomic_write(args.out_embedding, lambda tmp: np.savez(
         tmp, embeddings=embeddings, labels=labels, sigma2=np.asarray(settings["sigma2"], dtype=float),
         tsne_seeds=np.asarray(settings["seeds"]), dataset=args.dataset, model=args.model, seed=args.seed))
-    _write_csv(table.assign(dataset=args.dataset, model=args.model, seed=args.seed)[NMI_COLUMNS], args.out_nmi)
+    write_csv(table.assign(dataset=args.dataset, model=args.model, seed=args.seed)[NMI_COLUMNS], args.out_nmi)
     print(args.out_nmi)
 
 

@@ -3,7 +3,6 @@ in Inception pool3 features and, on MNIST, in a digit classifier's features (doc
 
 from __future__ import annotations
 
-import io
 import json
 import sys
 
@@ -11,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from fisherae.cli import UserError, command
+from fisherae.commands.common import add_model_arguments, load_config_and_model, load_test_split, write_csv
 
 FID_COLUMNS = ["dataset", "model", "seed", "features", "draw", "n_samples", "n_real", "sampler", "fid", "fid_sd",
                "status", "reason"]
@@ -20,14 +20,6 @@ PAPER_TABLE1 = {"VAE": (89.1, 1.1), "Fisher AE (Gaussian prior)": (89.1, 0.9),
 PAPER_MIN_SAMPLES = 10000
 TABLE1_COLUMNS = ["algorithm", "dataset", "model", "features", "status", "fid_mean", "fid_sd", "n_seeds", "n_draws",
                   "n_samples", "paper_fid", "paper_sd", "comparable", "note"]
-
-
-def _write_table(path: str, table: pd.DataFrame) -> None:
-    from fisherae.checkpoint import atomic_write_text
-
-    buffer = io.StringIO()
-    table.to_csv(buffer, index=False)
-    atomic_write_text(path, buffer.getvalue())
 
 
 # --------------------------------------------------------------------------- train-classifier
@@ -73,39 +65,23 @@ def run_train_classifier(args) -> None:
 
 @command("fid", "FID of decoded prior samples against the test images (Table 1), per feature space and draw")
 def setup_fid(parser):
-    parser.add_argument("--config", required=True, help="YAML config (see config/*.yaml)")
-    parser.add_argument("--dataset", required=True, help="a key of the config's datasets")
-    parser.add_argument("--checkpoint", required=True, help="model.pt written by `train`")
+    add_model_arguments(parser)
     parser.add_argument("--samples", required=True, help="NPZ written by `sample`")
-    parser.add_argument("--model", required=True, help="a key of the config's models")
-    parser.add_argument("--seed", type=int, required=True, help="the model's training seed")
     parser.add_argument("--classifier", help="classifier .pt from `train-classifier` (MNIST domain features)")
     parser.add_argument("--out", required=True, help="CSV: " + ", ".join(FID_COLUMNS))
     return run_fid
 
 
 def run_fid(args) -> None:
-    import torch
 
-    from fisherae.checkpoint import load_model
-    from fisherae.config import ConfigError, load_config
     from fisherae.devices import acquire_device
 
-    config = load_config(args.config)
-    for section, key in (("datasets", args.dataset), ("models", args.model)):
-        if key not in config[section]:
-            raise ConfigError(f"{args.config}: {section} has no entry {key!r}; choose one of "
-                              f"{', '.join(sorted(config[section]))}")
-    model = load_model(args.checkpoint)
-    if model.spec.dataset != args.dataset:
-        raise UserError(f"checkpoint {args.checkpoint} was trained on {model.spec.dataset}, not --dataset "
-                        f"{args.dataset}; pass the matching checkpoint")
+    config, model = load_config_and_model(args)
     z, sampler = _load_samples(args.samples, model.spec.latent)
-    torch.set_num_threads(config["training"]["threads"])
     settings = config["evaluation"]["fid"]
     with acquire_device(config["device"]) as device:
         extractors, unavailable = _extractors(settings, args.dataset, args.classifier, device)
-        real = _test_images(config, args.dataset)
+        real = load_test_split(config, args.dataset)
         rows = fid_rows(model.to(device), z, real, extractors, settings["batch_size"], device)
     for features, reason in unavailable.items():
         print(f"fisherae fid: warning: {features} FID unavailable: {reason}", file=sys.stderr)
@@ -116,7 +92,7 @@ def run_fid(args) -> None:
     table.insert(0, "model", args.model)
     table.insert(0, "dataset", args.dataset)
     table["sampler"] = sampler
-    _write_table(args.out, table.reindex(columns=FID_COLUMNS))
+    write_csv(table.reindex(columns=FID_COLUMNS), args.out)
 
 
 def _load_samples(path: str, latent_dim: int):
@@ -162,12 +138,6 @@ def _extractors(settings: dict, dataset: str, classifier_path: str | None, devic
             net = load_classifier(classifier_path)[0].to(device)
             extractors[CLASSIFIER_FEATURES] = (net.features, net.feature_dim)
     return extractors, unavailable
-
-
-def _test_images(config: dict, dataset: str):
-    from fisherae.data import load_split
-
-    return load_split(dataset, config["datasets"][dataset], "test")
 
 
 def fid_rows(model, z: np.ndarray, real, extractors: dict, batch_size: int, device) -> list[dict]:
@@ -233,7 +203,7 @@ def run_table1(args) -> None:
             raise UserError(f"table1: {path} lacks column(s) {sorted(missing)}; it is not a `fid` CSV — rerun `fid`")
         frames.append(frame)
     table = table1(pd.concat(frames, ignore_index=True), config)
-    _write_table(args.out_csv, table)
+    write_csv(table, args.out_csv)
     atomic_write_text(args.out_md, table1_markdown(table))
 
 

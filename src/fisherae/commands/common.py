@@ -1,0 +1,53 @@
+"""Arguments and loading shared by the commands that evaluate one trained model."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from fisherae.cli import UserError
+from fisherae.config import load_config
+
+
+def add_model_arguments(parser, seed_required: bool = True) -> None:
+    """--config, --dataset, --checkpoint, --model and --seed of a command that reads one model."""
+    parser.add_argument("--config", required=True, help="YAML config (see config/*.yaml)")
+    parser.add_argument("--dataset", required=True, help="a key of the config's datasets")
+    parser.add_argument("--checkpoint", required=True, help="model.pt written by `train`")
+    parser.add_argument("--model", required=True, help="a key of the config's models")
+    parser.add_argument("--seed", type=int, required=seed_required, help="the model's training seed")
+
+
+def load_config_and_model(args):
+    """(config, model): the validated config and the checkpoint, checked against --dataset/--model."""
+    import torch
+
+    from fisherae.checkpoint import load_model
+    from fisherae.training import model_spec
+
+    config = load_config(args.config)
+    expected = model_spec(config, args.dataset, args.model)  # names valid keys
+    model = load_model(args.checkpoint)
+    got = model.spec
+    fields = ("dataset", "method", "prior", "latent")
+    if any(getattr(got, f) != getattr(expected, f) for f in fields):
+        def describe(spec):
+            return ", ".join(f"{f}={getattr(spec, f)}" for f in fields)
+        raise UserError(f"checkpoint {args.checkpoint} holds a model with {describe(got)}, but --dataset "
+                        f"{args.dataset} --model {args.model} in {args.config} means {describe(expected)}; "
+                        "pass the checkpoint trained for this data set and model")
+    torch.set_num_threads(config["training"]["threads"])
+    return config, model
+
+
+def load_test_split(config: dict, dataset: str):
+    """The configured test split of ``dataset``."""
+    from fisherae.data import load_split
+
+    return load_split(dataset, config["datasets"][dataset], "test")
+
+
+def write_csv(table: pd.DataFrame, path: str) -> None:
+    """``table`` as CSV at ``path``, atomically."""
+    from fisherae.checkpoint import atomic_write_text
+
+    atomic_write_text(path, table.to_csv(index=False))
