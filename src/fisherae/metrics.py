@@ -110,16 +110,6 @@ class ActivationStatistics:
         return centred_mean + self._shift, _symmetric(cov)
 
 
-def activation_statistics(extract: Callable[[torch.Tensor], torch.Tensor], batches: Iterable[torch.Tensor],
-                          dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, covariance) of ``extract(batch)`` over all batches, float64."""
-    stats = ActivationStatistics(dim)
-    with torch.no_grad():
-        for batch in batches:
-            stats.update(extract(batch))
-    return stats.mean_cov()
-
-
 # --------------------------------------------------------------------------- NMI
 
 def nmi(labels_true: Iterable, labels_pred: Iterable) -> float:

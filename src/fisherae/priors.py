@@ -4,7 +4,9 @@ exponential family of eq. 13. Each exposes ``score(z) = grad_z log p(z)``."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -110,12 +112,8 @@ class PolynomialPrior(nn.Module):
 
     def normalisable_dims(self) -> torch.Tensor:
         """Bool [dim]: whether each factor exp(sum_k eta_jk z^k) has a finite integral."""
-        eta = self.natural_parameters().detach()
-        nonzero = eta != 0
-        k = torch.arange(1, self.order + 1, device=eta.device)
-        top_degree = torch.where(nonzero, k, torch.zeros_like(k)).amax(dim=1)
-        top_coef = eta.gather(1, (top_degree - 1).clamp_min(0)[:, None]).squeeze(1)
-        return (top_degree > 0) & (top_degree % 2 == 0) & (top_coef < 0)
+        eta = self.natural_parameters().detach().cpu().double().numpy()
+        return torch.tensor([not factor_problem(row) for row in eta])
 
     def is_normalisable(self) -> bool:
         """True iff every factor of eq. 13 integrates to a finite value."""
@@ -123,6 +121,20 @@ class PolynomialPrior(nn.Module):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, order={self.order}, normalisable={self.normalisable}"
+
+
+def factor_problem(eta_j: Sequence[float]) -> str:
+    """Why exp(sum_k eta_jk z^k) (coefficients of z^1..z^K) cannot be normalised; '' if it can:
+    its highest non-zero power must be even with a negative coefficient."""
+    nonzero = np.flatnonzero(eta_j)
+    if nonzero.size == 0:
+        return "all coefficients are zero (flat density)"
+    degree, top = nonzero[-1] + 1, eta_j[nonzero[-1]]
+    if degree % 2:
+        return f"odd top degree {degree}"
+    if top > 0:
+        return f"top coefficient eta_{degree} = {top:.3g} > 0"
+    return ""
 
 
 def build_prior(kind: str, dim: int, order: int = 5, normalisable: bool = False) -> nn.Module:

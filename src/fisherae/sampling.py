@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from fisherae.priors import GaussianPrior, PolynomialPrior
+from fisherae.priors import GaussianPrior, PolynomialPrior, factor_problem
 
 ESCAPE_FACTOR = 10.0
 SUPPORT_NATS = 40.0
@@ -67,10 +67,9 @@ def svgd(score: Callable[[torch.Tensor], torch.Tensor], particles: torch.Tensor,
         raise ValueError(f"svgd: bandwidth must be a positive number, got {bandwidth}")
     start = x.abs().max().item()
     radius = ESCAPE_FACTOR * (1.0 + start) if escape_radius is None else escape_radius
-    chunk = chunk_size or max(1, 2**24 // n)
     historical = None
     for step in range(1, n_iter + 1):
-        phi = stein_direction(x, score(x), bandwidth, chunk, median_particles)
+        phi = stein_direction(x, score(x), bandwidth, chunk_size, median_particles)
         if historical is None:
             historical = phi.square()
         else:
@@ -156,19 +155,6 @@ def natural_parameters(prior: torch.nn.Module) -> np.ndarray:
     if isinstance(prior, PolynomialPrior):
         return prior.natural_parameters().detach().cpu().double().numpy()
     raise TypeError(f"no exact marginals for a {type(prior).__name__}: expected GaussianPrior or PolynomialPrior")
-
-
-def factor_problem(eta_j: np.ndarray) -> str:
-    """Why exp(sum_k eta_jk z^k) cannot be normalised ('' if it can)."""
-    nonzero = np.flatnonzero(eta_j)
-    if nonzero.size == 0:
-        return "all coefficients are zero (flat density)"
-    degree, top = nonzero[-1] + 1, eta_j[nonzero[-1]]
-    if degree % 2:
-        return f"odd top degree {degree}"
-    if top > 0:
-        return f"top coefficient eta_{degree} = {top:.3g} > 0"
-    return ""
 
 
 def not_normalisable_message(problems: dict[int, str], order: int) -> str:

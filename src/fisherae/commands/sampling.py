@@ -6,13 +6,13 @@ where it is not, the report says so and gives SVGD drift diagnostics instead."""
 
 from __future__ import annotations
 
-import io
 import sys
 
 import numpy as np
 import pandas as pd
 
 from fisherae.cli import UserError, command
+from fisherae.commands.common import write_csv
 
 REPORT_COLUMNS = ["dataset", "model", "seed", "dim", "method", "normalisable", "problem", "n", "seconds",
                   "ks", "ks_pvalue", "w1", "mean", "sd", "escape_region", "escaping_start", "escaping_half",
@@ -68,19 +68,16 @@ def run_sample(args) -> None:
         table.insert(0, "seed", args.seed)
         table.insert(0, "model", meta.get("model", model.spec.method))
         table.insert(0, "dataset", model.spec.dataset)
-        buffer = io.StringIO()
-        table[REPORT_COLUMNS].to_csv(buffer, index=False)
-        atomic_write(args.report, lambda tmp: tmp.write_text(buffer.getvalue()))
+        write_csv(table[REPORT_COLUMNS], args.report)
 
 
 def sampling_report(prior, samples, grid_points: int = 20001) -> pd.DataFrame:
     """Per dimension and method: KS / W1 against the exact marginal where that factor is
     normalisable (a stated NaN with a note where not), time, and SVGD drift diagnostics."""
-    from fisherae.sampling import drift_diagnostics, factor_problem, marginal_distances, marginal_grid, \
-        natural_parameters
+    from fisherae.sampling import drift_diagnostics, marginal_distances, marginal_grid, unnormalisable_dims
 
-    eta = natural_parameters(prior)
-    problem = {j: factor_problem(row) for j, row in enumerate(eta)}
+    problems = unnormalisable_dims(prior)
+    problem = {j: problems.get(j, "") for j in range(prior.dim)}
     good = [j for j, why in problem.items() if not why]
     grid = marginal_grid(prior, grid_points, dims=good) if good else None
     runs = [(samples.method, samples.z, samples.seconds)]
