@@ -6,6 +6,12 @@ particles do (drift diagnostics, moments at start / halfway / end) and the exact
 
     python benchmarks/bench_trained_prior.py RUN/model.pt                       # 1000 particles, CPU
     python benchmarks/bench_trained_prior.py RUN/model.pt --particles 10000 --device cuda
+    python benchmarks/bench_trained_prior.py RUN/model.pt --config CONFIG   # + distances to q(z)
+
+With --config (the run's config) the particles are also compared, per dimension, with the model's
+aggregate posterior q(z) = mean_x q(z|x) over the first --posterior-images training images: the
+distribution the learned prior was fitted to, and a reference that exists whether or not the
+prior can be normalised.
 """
 
 from __future__ import annotations
@@ -39,6 +45,37 @@ def print_moments(snapshots: dict[str, np.ndarray]) -> None:
                                   for v in snapshots.values()))
 
 
+def aggregate_posterior(model_path: str, config_path: str, n_images: int, generator) -> torch.Tensor:
+    """One draw z ~ q(z|x) per training image x: samples of the aggregate posterior."""
+    from fisherae.config import load_config
+    from fisherae.data import load_split
+
+    model, config = load_model(model_path), load_config(config_path)
+    data = load_split(model.spec.dataset, config["datasets"][model.spec.dataset], "train")
+    x = torch.stack([data[i][0] for i in range(min(n_images, len(data)))])
+    with torch.no_grad():
+        mu, logvar = model.encoder(x)
+    return mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=generator)
+
+
+def print_two_sample(reference: torch.Tensor, sets: dict[str, torch.Tensor]) -> None:
+    """Per dimension: two-sample KS and W1 of each particle set against the aggregate posterior."""
+    from scipy.stats import ks_2samp, wasserstein_distance
+
+    ref = reference.numpy()
+    print(f"\ndistance to the aggregate posterior q(z) ({len(ref)} draws): two-sample KS / W1 per dimension")
+    print(f"{'dim':>4}" + "".join(f"{'KS ' + n:>14}" for n in sets) + "".join(f"{'W1 ' + n:>14}" for n in sets))
+    stats = {n: [(ks_2samp(z.numpy()[:, j], ref[:, j]).statistic, wasserstein_distance(z.numpy()[:, j], ref[:, j]))
+                 for j in range(ref.shape[1])] for n, z in sets.items()}
+    for j in range(ref.shape[1]):
+        print(f"{j:>4}" + "".join(f"{s[j][0]:>14.4f}" for s in stats.values())
+              + "".join(f"{s[j][1]:>14.4f}" for s in stats.values()))
+    print("mean" + "".join(f"{np.mean([v[0] for v in s]):>14.4f}" for s in stats.values())
+          + "".join(f"{np.mean([v[1] for v in s]):>14.4f}" for s in stats.values()))
+    print("q(z) moments: mean " + " ".join(f"{v:.3f}" for v in ref.mean(0)) + "; sd "
+          + " ".join(f"{v:.3f}" for v in ref.std(0)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="model.pt written by `python -m fisherae train` (polynomial prior)")
@@ -48,6 +85,8 @@ def main() -> None:
     parser.add_argument("--grid-points", type=int, default=20001)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--config", help="the run's config: compare with the aggregate posterior on its training data")
+    parser.add_argument("--posterior-images", type=int, default=10000)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -101,6 +140,9 @@ def main() -> None:
             print("\nBUG: sample_prior returned samples of an unnormalisable prior")
         except NotNormalisableError as err:
             print(f"\nsample_prior refuses: NotNormalisableError: {err}")
+    if args.config and end is not None:
+        reference = aggregate_posterior(args.model, args.config, args.posterior_images, generator)
+        print_two_sample(reference, {"start": start, "svgd_half": half, "svgd": trace[last]})
     if end is not None:
         samples = LatentSamples(end[None], "svgd", t_svgd, z_start=start[None], z_half=half[None])
         print("\ndrift diagnostics (fisherae.sampling.drift_diagnostics)")

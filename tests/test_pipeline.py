@@ -18,7 +18,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = ["config/smoke.yaml", "config/cpu.yaml", "config/config.yaml"]
-GPU_RULES = {"train", "train_classifier", "noise_sweep", "grids", "latent", "sample", "sample_polynomial_prior", "fid"}
+GPU_RULES = {"train", "train_classifier", "noise_sweep", "grids", "latent", "sample", "sample_polynomial_prior", "fid",
+             "diagnostics"}
 FIGURES = {"mnist": ["figure1_mnist_bce", "figure2_mnist_grids", "figure3_mnist_nmi", "figure4_mnist_tsne"],
            "celeba": ["figure5_celeba_mse", "figure6_celeba_grids"]}
 
@@ -75,7 +76,8 @@ def expected_counts(config: dict) -> dict[str, int]:
     counts = {"data": d, "train": d * m * s, "noise_sweep": d * m * s, "sample": d * (m - poly) * s,
               "sample_polynomial_prior": d * poly * s, "grids": d * m, "latent": m * s if mnist else 0,
               "train_classifier": int(mnist and features in ("classifier", "both")), "fid": d * m * s,
-              "figure": sum(len(FIGURES[name]) for name in datasets), "table1": 1, "all": 1}
+              "figure": sum(len(FIGURES[name]) for name in datasets), "table1": 1, "all": 1,
+              "diagnostics": m * s if mnist else 0, "claims": int(mnist)}
     return {rule: n for rule, n in counts.items() if n}
 
 
@@ -221,7 +223,8 @@ def test_smoke_dag_writes_every_figure_and_table(smoke_run):
     work, seconds, _ = smoke_run
     results = work / "results/smoke"
     names = [f"figures/{n}.{ext}" for names in FIGURES.values() for n in names for ext in ("png", "csv")]
-    names += ["tables/table1_fid.csv", "tables/table1_fid.md", "config.yaml", "classifier/mnist.json"]
+    names += ["tables/table1_fid.csv", "tables/table1_fid.md", "config.yaml", "classifier/mnist.json",
+              "tables/claims_mnist.csv", "tables/claims_mnist.md"]
     for name in names:
         assert (results / name).is_file() and (results / name).stat().st_size > 0, name
     for name in [n for n in names if n.endswith(".png")]:
@@ -246,7 +249,7 @@ def test_deleting_a_sweep_reruns_only_it_and_its_figure(smoke_run):
     sweep.unlink()
     dry = snakemake(work, "-n", "--cores", "2", "--configfile", "config/smoke.yaml").stdout
     jobs = dry_run_jobs(dry)
-    assert sorted(j["rule"] for j in jobs) == ["all", "figure", "noise_sweep"]
+    assert sorted(j["rule"] for j in jobs) == ["all", "claims", "figure", "noise_sweep"]
     assert next(j for j in jobs if j["rule"] == "figure")["output"][0].endswith("figure1_mnist_bce.png")
     snakemake(work, "--cores", "2", "--configfile", "config/smoke.yaml")
     assert sweep.is_file()

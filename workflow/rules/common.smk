@@ -15,6 +15,7 @@ FIRST_SEED = SEEDS[0]
 POLY_MODELS = [m for m, spec in config["models"].items() if spec["prior"] == "polynomial"]
 OTHER_MODELS = [m for m in MODELS if m not in POLY_MODELS]
 THREADS = config["training"]["threads"]
+USES_CLASSIFIER = config["evaluation"]["fid"]["features"] in ("classifier", "both")
 ENV = "../../envs/fisherae.yaml"
 # The config as Snakemake sees it (all --configfile/--config merged, defaults filled), so that
 # rules and a rerun by hand read exactly what this DAG was built from.
@@ -105,8 +106,7 @@ def figure_inputs(w):
 
 def classifier_input(w):
     """The MNIST classifier, where the config's FID features use it."""
-    uses = config["evaluation"]["fid"]["features"] in ("classifier", "both")
-    return {"classifier": res("classifier/mnist.pt")} if uses and w.dataset == "mnist" else {}
+    return {"classifier": res("classifier/mnist.pt")} if USES_CLASSIFIER and w.dataset == "mnist" else {}
 
 
 def classifier_option(w, input):
@@ -118,7 +118,6 @@ def final_targets():
     downstream of it): Snakemake itself ignores a missing intermediate whose consumers are up to
     date (snakemake/snakemake#1978)."""
     mnist = [d for d in DATASETS if d == "mnist"]
-    uses_classifier = config["evaluation"]["fid"]["features"] in ("classifier", "both")
     return (
         expand(res("data/{dataset}.json"), dataset=DATASETS)
         + runs("runs/{dataset}/{model}/seed{seed}/model.pt")
@@ -129,8 +128,10 @@ def final_targets():
         + runs("grids/{dataset}/{model}/seed{seed}.png", seeds=[FIRST_SEED])
         + runs("latent/{dataset}/{model}/seed{seed}.npz", datasets=mnist)
         + runs("latent/{dataset}/{model}/seed{seed}.csv", datasets=mnist)
-        + expand(res("classifier/{dataset}.{ext}"), dataset=mnist if uses_classifier else [], ext=["pt", "json"])
+        + expand(res("classifier/{dataset}.{ext}"), dataset=mnist if USES_CLASSIFIER else [], ext=["pt", "json"])
         + runs("fid/{dataset}/{model}/seed{seed}.csv")
         + expand(res("figures/{stem}.{ext}"), stem=MY_FIGURES, ext=["png", "csv"])
         + [res("tables/table1_fid.csv"), res("tables/table1_fid.md")]
+        + runs("diagnostics/{dataset}/{model}/seed{seed}.csv", datasets=mnist)
+        + expand(res("tables/claims_mnist.{ext}"), ext=["csv", "md"] if mnist else [])
     )

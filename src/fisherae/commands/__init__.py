@@ -3,4 +3,4 @@
 from fisherae.commands import train  # noqa: F401
 from fisherae.commands import evaluate  # noqa: F401
 from fisherae.commands import data  # noqa: F401
-from fisherae.commands import fid, sampling  # noqa: F401
+from fisherae.commands import fid, report, sampling  # noqa: F401
