@@ -39,6 +39,12 @@ def load_config_and_model(args):
     return config, model
 
 
+def require_mnist(args, why: str) -> None:
+    """Refuse a --dataset other than MNIST for a command that needs digit labels (``why``)."""
+    if args.dataset != "mnist":
+        raise UserError(f"{args.command} needs digit labels ({why}); got --dataset {args.dataset}")
+
+
 def load_test_split(config: dict, dataset: str):
     """The configured test split of ``dataset``."""
     from fisherae.data import load_split

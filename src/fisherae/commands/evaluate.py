@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from fisherae.cli import UserError, command
-from fisherae.commands.common import add_model_arguments, load_config_and_model, load_test_split, write_csv
+from fisherae.commands.common import (add_model_arguments, load_config_and_model, load_test_split, require_mnist,
+                                      write_csv)
 from fisherae.config import ConfigError, load_config
 
 FIGURES = {"figure1": "mnist", "figure2": "mnist", "figure3": "mnist", "figure4": "mnist",
@@ -117,9 +118,7 @@ def run_latent(args) -> None:
     from fisherae.latent import NMI_COLUMNS, latent_robustness
 
     config, model = load_config_and_model(args)
-    if args.dataset != "mnist":
-        raise UserError(f"latent needs class labels to score clusters (Figures 3-4 use MNIST); got --dataset "
-                        f"{args.dataset}")
+    require_mnist(args, "to score clusters, Figures 3-4 use MNIST")
     settings = config["evaluation"]["latent"]
     data = load_test_split(config, args.dataset)
     if settings["n_points"] > len(data):
@@ -169,9 +168,7 @@ def run_diagnose(args) -> None:
     from fisherae.diagnostics import DIAGNOSE_COLUMNS, encoder_diagnostics, non_finite_fields
 
     config, model = load_config_and_model(args)
-    if args.dataset != "mnist":
-        raise UserError(f"diagnose needs digit labels for its probe (Figure 1 is MNIST); got --dataset "
-                        f"{args.dataset}")
+    require_mnist(args, "for its probe; Figure 1 is MNIST")
     train = load_split(args.dataset, config["datasets"][args.dataset], "train")
     test = load_test_split(config, args.dataset)
     batch_size = args.batch_size or config["evaluation"]["noise_sweep"]["batch_size"]
