@@ -266,6 +266,15 @@ def test_sample_command_unnormalisable_prior_reports_drift(tmp_path, capsys):
     assert table.loc[1, "ks"] >= 0 and table.loc[1, "w1"] > 0  # dim 1's factor still has an exact marginal
 
 
+def test_sample_command_warns_when_particles_run_away(tmp_path, capsys):
+    eta = [[0.0, -0.5, 0.0, 0.0, 0.05], [0.0, -0.5, 0.0, -0.1, 0.0]]  # dim 0 rises without bound past z = 4^(1/3)
+    code, _, report = run_sample(tmp_path, tiny_checkpoint(tmp_path, order=5, normalisable=False, eta=eta))
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "SVGD particles ran into the unbounded tail of the prior (dim 0: " in err and "dim 1:" not in err
+    assert pd.read_csv(report).set_index("dim").loc[0, "escaping_end"] > 0.01
+
+
 def test_sample_command_gaussian_prior_is_exact(tmp_path):
     code, out, report = run_sample(tmp_path, tiny_checkpoint(tmp_path, prior="gaussian"))
     assert code == 0

@@ -30,6 +30,9 @@ def setup_sample(parser):
     return run_sample
 
 
+RUNAWAY_FRACTION = 0.01  # more particles than this past the escape point: the samples are drift
+
+
 def run_sample(args) -> None:
     import torch
 
@@ -63,12 +66,27 @@ def run_sample(args) -> None:
                    "seconds_exact": np.array(samples.seconds_exact)}
     atomic_write(args.out, lambda tmp: np.savez(tmp, **arrays))
     print(f"fisherae sample: {samples.method}, z {tuple(samples.z.shape)}, {samples.seconds:.1f} s -> {args.out}")
+    if problems and samples.method == "svgd":
+        _warn_runaways(prior, samples)
     if args.report:
         table = sampling_report(prior, samples, grid_points=sampling["grid_points"])
         table.insert(0, "seed", args.seed)
         table.insert(0, "model", meta.get("model", model.spec.method))
         table.insert(0, "dataset", model.spec.dataset)
         write_csv(table[REPORT_COLUMNS], args.report)
+
+
+def _warn_runaways(prior, samples) -> None:
+    """Say loudly which dimensions' SVGD particles ended in a tail where the prior rises without bound."""
+    from fisherae.sampling import drift_diagnostics
+
+    runaways = [r for r in drift_diagnostics(prior, samples) if r["escaping_end"] > RUNAWAY_FRACTION]
+    if runaways:
+        where = "; ".join(f"dim {r['dim']}: {r['escaping_end']:.1%} of particles in {r['escape_region']}, "
+                          f"mean {r['mean_end']:.3g}" for r in runaways)
+        print(f"fisherae sample: warning: SVGD particles ran into the unbounded tail of the prior ({where}). "
+              "They are not samples of any distribution: decodings and FIDs of them measure the drift. "
+              "Retrain with training.poly_normalisable: true for a prior that can be sampled.", file=sys.stderr)
 
 
 def sampling_report(prior, samples, grid_points: int = 20001) -> pd.DataFrame:
