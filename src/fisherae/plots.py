@@ -213,7 +213,7 @@ def figure_grids(grids: list[tuple[str, np.ndarray, dict]], figure: str, dataset
     for ax, (source, image, meta) in zip(axes[0], grids):
         ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
         label = style.labels.get(meta["model"], meta["model"])
-        ax.set_title(label, fontsize="medium")
+        ax.set_title(textwrap.fill(label, 30), fontsize="medium")
         for section in meta["layout"][:-1]:  # a line through the white gap under each section
             ax.axhline(section["bottom"] + 0.5, color="0.25", linewidth=0.8)
         ax.set_xticks([])
