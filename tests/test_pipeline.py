@@ -198,7 +198,7 @@ def test_every_rule_only_calls_the_cli():
             assert command.startswith("python -m fisherae ") and command.endswith(" > {log} 2>&1"), command
             assert not re.search(r"[;&|`$]|\bif\b", command.removesuffix(" 2>&1")), command
             rules += 1
-    assert rules == 10  # sample_polynomial_prior reuses sample's
+    assert rules == 12  # sample_polynomial_prior reuses sample's
 
 
 def test_schema_is_the_package_schema():
