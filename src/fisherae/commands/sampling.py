@@ -39,7 +39,8 @@ def run_sample(args) -> None:
     from fisherae.checkpoint import atomic_write, load_model, load_model_payload
     from fisherae.config import load_config
     from fisherae.devices import acquire_device
-    from fisherae.sampling import SVGDDivergedError, not_normalisable_message, sample_latents, unnormalisable_dims
+    from fisherae.sampling import (SVGDDivergedError, drift_diagnostics, not_normalisable_message, sample_latents,
+                                   unnormalisable_dims)
 
     config = load_config(args.config)
     model = load_model(args.checkpoint)
@@ -66,21 +67,21 @@ def run_sample(args) -> None:
                    "seconds_exact": np.array(samples.seconds_exact)}
     atomic_write(args.out, lambda tmp: np.savez(tmp, **arrays))
     print(f"fisherae sample: {samples.method}, z {tuple(samples.z.shape)}, {samples.seconds:.1f} s -> {args.out}")
-    if problems and samples.method == "svgd":
-        _warn_runaways(prior, samples)
+    drift = drift_diagnostics(prior, samples) if samples.method == "svgd" else []
+    if problems:
+        _warn_runaways(drift)
     if args.report:
-        table = sampling_report(prior, samples, grid_points=sampling["grid_points"])
+        table = sampling_report(prior, samples, problems, drift, grid_points=sampling["grid_points"])
         table.insert(0, "seed", args.seed)
         table.insert(0, "model", meta.get("model", model.spec.method))
         table.insert(0, "dataset", model.spec.dataset)
         write_csv(table[REPORT_COLUMNS], args.report)
 
 
-def _warn_runaways(prior, samples) -> None:
-    """Say loudly which dimensions' SVGD particles ended in a tail where the prior rises without bound."""
-    from fisherae.sampling import drift_diagnostics
-
-    runaways = [r for r in drift_diagnostics(prior, samples) if r["escaping_end"] > RUNAWAY_FRACTION]
+def _warn_runaways(drift: list[dict]) -> None:
+    """Say loudly which dimensions' SVGD particles (``drift_diagnostics`` rows) ended in a tail where the
+    prior rises without bound."""
+    runaways = [r for r in drift if r["escaping_end"] > RUNAWAY_FRACTION]
     if runaways:
         where = "; ".join(f"dim {r['dim']}: {r['escaping_end']:.1%} of particles in {r['escape_region']}, "
                           f"mean {r['mean_end']:.3g}" for r in runaways)
@@ -89,19 +90,20 @@ def _warn_runaways(prior, samples) -> None:
               "Retrain with training.poly_normalisable: true for a prior that can be sampled.", file=sys.stderr)
 
 
-def sampling_report(prior, samples, grid_points: int = 20001) -> pd.DataFrame:
+def sampling_report(prior, samples, problems: dict[int, str], drift: list[dict],
+                    grid_points: int = 20001) -> pd.DataFrame:
     """Per dimension and method: KS / W1 against the exact marginal where that factor is
-    normalisable (a stated NaN with a note where not), time, and SVGD drift diagnostics."""
-    from fisherae.sampling import drift_diagnostics, marginal_distances, marginal_grid, unnormalisable_dims
+    normalisable (``problems``: dim -> why not; a stated NaN with a note there), time, and the SVGD
+    ``drift`` diagnostics (``drift_diagnostics`` rows; empty for exact samples)."""
+    from fisherae.sampling import marginal_distances, marginal_grid
 
-    problems = unnormalisable_dims(prior)
     problem = {j: problems.get(j, "") for j in range(prior.dim)}
     good = [j for j, why in problem.items() if not why]
     grid = marginal_grid(prior, grid_points, dims=good) if good else None
     runs = [(samples.method, samples.z, samples.seconds)]
     if samples.z_exact is not None:
         runs.append(("exact", samples.z_exact, samples.seconds_exact))
-    drift = {row["dim"]: row for row in drift_diagnostics(prior, samples)} if samples.method == "svgd" else {}
+    drift = {row["dim"]: row for row in drift}
     rows = []
     for method, z, seconds in runs:
         flat = z.reshape(-1, z.shape[-1]).double().numpy()
