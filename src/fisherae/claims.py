@@ -309,10 +309,3 @@ def _cell(curves: pd.DataFrame, model: str, sigma2: float, digits: int, spread: 
     mean, sd = row["mean"].iloc[0], row["sd"].iloc[0]
     return f"{mean:.{digits}f} ± {sd:.{digits}f}" if spread else f"{mean:.{digits}f}"
 
-
-def markdown_table(table: pd.DataFrame) -> str:
-    """``table`` as a GitHub-flavoured Markdown table (cells' '|' escaped)."""
-    def cells(values) -> str:
-        return "| " + " | ".join(str(v).replace("|", "\\|") for v in values) + " |"
-    return "\n".join([cells(table.columns), cells(["---"] * len(table.columns))]
-                     + [cells(row) for row in table.itertuples(index=False)])

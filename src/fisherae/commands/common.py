@@ -52,6 +52,14 @@ def load_test_split(config: dict, dataset: str):
     return load_split(dataset, config["datasets"][dataset], "test")
 
 
+def markdown_table(table: pd.DataFrame) -> str:
+    """``table`` as a GitHub-flavoured Markdown table (cells' '|' escaped)."""
+    def cells(values) -> str:
+        return "| " + " | ".join(str(v).replace("|", "\\|") for v in values) + " |"
+    return "\n".join([cells(table.columns), cells(["---"] * len(table.columns))]
+                     + [cells(row) for row in table.itertuples(index=False)])
+
+
 def write_csv(table: pd.DataFrame, path: str) -> None:
     """``table`` as CSV at ``path``, atomically."""
     from fisherae.checkpoint import atomic_write_text

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from fisherae.cli import UserError, command
-from fisherae.commands.common import add_model_arguments, load_config_and_model, load_test_split, write_csv
+from fisherae.commands.common import (add_model_arguments, load_config_and_model, load_test_split, markdown_table,
+                                      write_csv)
 
 FID_COLUMNS = ["dataset", "model", "seed", "features", "draw", "n_samples", "n_real", "sampler", "fid", "fid_sd",
                "status", "reason"]
@@ -291,15 +292,13 @@ def table1_markdown(table: pd.DataFrame) -> str:
         decimals = max(1, 2 - int(np.floor(np.log10(max(abs(mean), 1e-12)))))  # 89.1, 7.45, 0.756
         return f"{mean:.{decimals}f} ± {sd:.{decimals}f}" if not pd.isna(sd) else f"{mean:.{decimals}f}"
 
+    rows = [[r.algorithm, r.dataset, r.features, pm(r.fid_mean, r.fid_sd) if r.status == "ok" else r.status,
+             f"{r.n_seeds} × {r.n_draws // max(r.n_seeds, 1)}", r.n_samples, pm(r.paper_fid, r.paper_sd),
+             f"{r.comparable}{': ' + r.note if r.note else ''}"] for r in table.itertuples()]
+    columns = ["Algorithm", "Data set", "Features", "Ours (mean ± sd)", "Seeds × draws", "Samples",
+               "Paper (CelebA, Inception)", "Comparable"]
     lines = ["# Table 1: FID of prior samples (smaller is better)", "",
-             "| Algorithm | Data set | Features | Ours (mean ± sd) | Seeds × draws | Samples | Paper (CelebA, "
-             "Inception) | Comparable |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for r in table.itertuples():
-        ours = pm(r.fid_mean, r.fid_sd) if r.status == "ok" else r.status
-        lines.append(f"| {r.algorithm} | {r.dataset} | {r.features} | {ours} | {r.n_seeds} × "
-                     f"{r.n_draws // max(r.n_seeds, 1)} | {r.n_samples} | {pm(r.paper_fid, r.paper_sd)} | "
-                     f"{r.comparable}{': ' + r.note if r.note else ''} |")
+             markdown_table(pd.DataFrame(rows, columns=columns))]
     lines += ["", "The paper's numbers are FIDs on CelebA 64×64 with Inception pool3 (2048-d) features "
               "(Elkhalil et al., 2021, Table 1). Ours are comparable only for CelebA with "
               "`inception-pool3-2048` features and at least "

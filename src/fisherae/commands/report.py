@@ -77,7 +77,8 @@ def run_claims(args) -> None:
 
 
 def _claims_markdown(claims: pd.DataFrame, summary: pd.DataFrame, classifier: str, config: dict) -> str:
-    from fisherae.claims import SE_FACTOR, markdown_table
+    from fisherae.claims import SE_FACTOR
+    from fisherae.commands.common import markdown_table
 
     shown = claims.rename(columns={"statement": "claim tested", "evidence": "our numbers"})
     return "\n".join([
