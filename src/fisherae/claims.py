@@ -281,7 +281,7 @@ def per_model(diagnostics: pd.DataFrame, column: str) -> dict[str, float]:
 
 
 SUMMARY_HEADERS = ["model", "BCE σ²=0", "BCE σ²={grid:g}", "BCE σ²={top:g}", "nBCE σ²={top:g}",
-                   "NMI σ²=0", "NMI σ²={top:g}", "domain FID", "error / mean-image error", "latent probe acc."]
+                   "NMI σ²=0", "NMI σ²={top_nmi:g}", "domain FID", "error / mean-image error", "latent probe acc."]
 
 
 def model_summary(ev: Evidence, probe: dict[str, float], models: list[str]) -> pd.DataFrame:
@@ -297,8 +297,7 @@ def model_summary(ev: Evidence, probe: dict[str, float], models: list[str]) -> p
                      f"{fid.loc[m, 'mean']:.2f} ± {fid.loc[m, 'sd']:.2f}" if m in fid.index else "—",
                      f"{ev.error_ratio[m]:.3f}" if m in ev.error_ratio else "—",
                      f"{probe[m]:.3f}" if m in probe else "—"])
-    headers = [h.format(grid=ev.grid_sigma2, top=top) for h in SUMMARY_HEADERS]
-    headers[6] = f"NMI σ²={top_nmi:g}"
+    headers = [h.format(grid=ev.grid_sigma2, top=top, top_nmi=top_nmi) for h in SUMMARY_HEADERS]
     return pd.DataFrame(rows, columns=headers)
 
 
