@@ -189,7 +189,8 @@ def figure4(embeddings: list[dict], style: ModelStyle) -> tuple[plt.Figure, pd.D
             if r == 0:
                 ax.set_title(f"σ² = {sigma2:g}")
             if c == 0:
-                ax.set_ylabel(f"{textwrap.fill(style.labels.get(model, model), 30)}\n(seed {e['seed']})", fontsize="small")
+                label = textwrap.fill(style.labels.get(model, model), 30)
+                ax.set_ylabel(f"{label}\n(seed {e['seed']})", fontsize="small")
     handles = [plt.Line2D([], [], marker="o", linestyle="", color=palette[d], label=str(d)) for d in digits]
     fig.legend(handles=handles, title="digit", loc="outside right center", fontsize="small")
     _suptitle(fig, f"Figure 4 ({PAPER}): t-SNE of posterior means μ(x + noise) of the MNIST test set, coloured "
