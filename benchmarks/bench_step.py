@@ -1,67 +1,135 @@
-"""Time one optimiser step of the Fisher AE vs the VAE on the paper's MNIST nets.
+"""Time one training step of VAE, Fisher AE (polynomial prior) and WAE-GAN on the paper's nets.
 
-    python benchmarks/bench_step.py [--widths 16 128] [--batch 128] [--repeats 5] [--device cpu] [--threads N]
+    python benchmarks/bench_step.py                      # the whole table, on the GPU if there is one
+    python benchmarks/bench_step.py --device cpu --threads 2 --nets mnist --widths 16 128 --methods vae fisher_ae
 
-Steps are interleaved (VAE, Fisher, VAE, Fisher, ...) after a warm-up so both see the same
-machine state; prints the median seconds per step and the Fisher/VAE ratio per width."""
+The step is the training loop's own (``fisherae.training.TrainingStep``: noise draws, loss,
+inner gradients, backward, Adam, gradient norms; no host sync), on a fixed batch held on the
+device, with the settings of ``--config`` (default: config/config.yaml, the paper's). Each
+row is one net x width x method x mode:
+- mode ``eager``: op by op; ``cuda_graph``: replayed from one CUDA graph (GPU only);
+- ``native conv``: the same step with PyTorch's own convolution modules, whose double backward
+  takes the fallback path (the baseline, main before the fallback-free convolutions).
+Steps of all rows of one net and width are interleaved after a warm-up; the median and the
+ratio to the eager VAE step of the same net and width are printed. (Peak memory: the rows
+share one process, so it is measured per run by ``bench_epoch.py`` and logged by training.)"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 
 import torch
+from torch import nn
 
-from fisherae.losses import fisher_ae_loss, vae_loss
-from fisherae.models import AutoEncoder, ModelSpec
+from fisherae import convolutions
+from fisherae.config import load_config
+from fisherae.host_memory import keep_freed_memory
+from fisherae.models import ARCHITECTURES, ModelSpec
+from fisherae.training import TrainingStep
+
+PRIORS = {"fisher_ae": "polynomial", "vae": "gaussian", "wae_gan": "gaussian"}
 
 
-def make_step(method: str, width: int, batch: int, device: torch.device):
-    torch.manual_seed(0)
-    prior = "polynomial" if method == "fisher_ae" else "gaussian"
-    model = AutoEncoder(ModelSpec(method, "mnist", prior, width=width)).to(device)
-    optimiser = torch.optim.Adam(model.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    x = torch.rand(batch, 1, 28, 28, device=device)
-    objective = fisher_ae_loss if method == "fisher_ae" else vae_loss
+@contextlib.contextmanager
+def native_convolutions(on: bool):
+    """Run fisherae's convolution modules as PyTorch's own (the fallback double backward)."""
+    saved = convolutions.Conv2d.forward, convolutions.ConvTranspose2d.forward
+    if on:
+        convolutions.Conv2d.forward, convolutions.ConvTranspose2d.forward = nn.Conv2d.forward, nn.ConvTranspose2d.forward
+    try:
+        yield
+    finally:
+        convolutions.Conv2d.forward, convolutions.ConvTranspose2d.forward = saved
 
-    def step() -> float:
-        start = time.perf_counter()
-        optimiser.zero_grad(set_to_none=True)
-        objective(model.encoder, model.decoder, model.prior, x).loss.backward()
-        optimiser.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return time.perf_counter() - start
 
-    return step
+class Row:
+    """One timed step: a TrainingStep on a fixed batch."""
+
+    def __init__(self, net: str, width: int, method: str, mode: str, native: bool, config: dict, batch: int,
+                 device: torch.device):
+        self.method, self.mode, self.native = method, mode, native
+        data = config["datasets"].get(net, {})
+        training = config["training"]
+        extra = {"fisher_ae": {"n_samples": training["n_samples"], "decoder_var": training["decoder_var"],
+                               "fisher_variant": "exact"},
+                 "vae": {"n_samples": training["n_samples"], "decoder_var": training["decoder_var"]},
+                 "wae_gan": {"wae_lambda": data.get("wae_lambda", 1.0),
+                             "stochastic_encoder": training["wae_gan"]["stochastic_encoder"]}}[method]
+        spec = ModelSpec(method, net, PRIORS[method], data.get("latent_dim"), width, training["poly_order"],
+                         training["poly_normalisable"], extra)
+        torch.manual_seed(0)
+        self.step = TrainingStep(spec, {**training, "step_mode": mode}, device)
+        self.step.generator.manual_seed(0)
+        arch = ARCHITECTURES[net]
+        self.x = torch.rand(batch, arch.channels, arch.size, arch.size, device=device)
+        self.device, self.times = device, []
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} {self.mode}" + (" native conv" if self.native else "")
+
+    def run(self, record: bool = True) -> None:
+        with native_convolutions(self.native):
+            self._sync()
+            start = time.perf_counter()
+            self.step(self.x)
+            self._sync()
+        if record:
+            self.times.append(time.perf_counter() - start)
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--widths", type=int, nargs="+", default=[16, 128])
+    parser.add_argument("--config", default="config/config.yaml", help="training settings (default: the paper's)")
+    parser.add_argument("--nets", nargs="+", default=["mnist", "celeba"], choices=sorted(ARCHITECTURES))
+    parser.add_argument("--widths", type=int, nargs="+", default=[128])
+    parser.add_argument("--methods", nargs="+", default=["vae", "fisher_ae", "wae_gan"], choices=sorted(PRIORS))
+    parser.add_argument("--modes", nargs="+", help="step modes (default: eager, and cuda_graph on a GPU)")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the native-convolution rows")
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps per row first (>= 4 for a CUDA graph)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
     args = parser.parse_args()
+    keep_freed_memory()  # as training does
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    print(f"device={device} torch={torch.__version__} threads={torch.get_num_threads()} batch={args.batch}")
-    print(f"{'width':>6} {'vae s/step':>11} {'fisher s/step':>14} {'ratio':>6}")
-    for width in args.widths:
-        steps = {m: make_step(m, width, args.batch, device) for m in ("vae", "fisher_ae")}
-        for _ in range(args.warmup):
-            for step in steps.values():
-                step()
-        times = {m: [] for m in steps}
-        for _ in range(args.repeats):
-            for method, step in steps.items():
-                times[method].append(step())
-        vae, fisher = statistics.median(times["vae"]), statistics.median(times["fisher_ae"])
-        print(f"{width:>6} {vae:>11.4f} {fisher:>14.4f} {fisher / vae:>6.2f}")
+    modes = args.modes or (["eager", "cuda_graph"] if device.type == "cuda" else ["eager"])
+    config = load_config(args.config)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"device={device} ({name}) torch={torch.__version__} threads={torch.get_num_threads()} batch={args.batch} "
+          f"repeats={args.repeats} config={args.config}")
+    print(f"{'net':>7} {'width':>5}  {'step':<32} {'ms/step':>9} {'x VAE':>6}")
+    for net in args.nets:
+        for width in args.widths:
+            rows = [Row(net, width, method, mode, False, config, args.batch, device)
+                    for method in args.methods for mode in modes]
+            if not args.no_baseline:
+                rows += [Row(net, width, method, "eager", True, config, args.batch, device)
+                         for method in args.methods if method == "fisher_ae"]
+            for _ in range(args.warmup):
+                for row in rows:
+                    row.run(record=False)
+            for _ in range(args.repeats):
+                for row in rows:
+                    row.run()
+            base = next((statistics.median(r.times) for r in rows if r.method == "vae" and r.mode == "eager"
+                         and not r.native), None)
+            for row in rows:
+                median = statistics.median(row.times)
+                ratio = f"{median / base:6.2f}" if base else f"{'':>6}"
+                mode = row.step.graph.mode if row.mode != "eager" else ""
+                print(f"{net:>7} {width:>5}  {row.label:<32} {1e3 * median:9.2f} {ratio}"
+                      + (f"  ({mode})" if mode and mode != "cuda_graph" else ""))
 
 
 if __name__ == "__main__":

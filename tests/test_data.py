@@ -1,19 +1,33 @@
 """Data sets: the embedded stand-ins, real MNIST from ../shared/data, a fake CelebA tree in
-torchvision's layout, and the errors for missing data."""
+torchvision's layout and its decode-once cache, the errors for missing data, and the
+on-device batches (TensorBatches) of tensor-backed splits."""
 
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch.utils.data import Dataset, Subset, TensorDataset
 from torchvision.datasets import CelebA
 
-from fisherae.data import DataError, image_shape, load_split, make_loader
+import fisherae.data
+from fisherae.batches import TensorBatches, shuffled_order
+from fisherae.data import (CACHE_DIR_ENV, DataError, ImageTensors, celeba_cache_meta, celeba_cache_path,
+                           celeba_transform, image_shape, load_split, make_loader, split_tensors, to_float)
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _no_cache_dir_from_the_environment(monkeypatch):
+    """CelebA caches go beside each test's fake data, whatever the caller's environment."""
+    monkeypatch.delenv(CACHE_DIR_ENV, raising=False)
 
 
 def _cfg(source: str, **kw) -> dict:
@@ -181,3 +195,280 @@ def test_incomplete_or_altered_celeba_names_the_bad_file(tmp_path):
     # the fake annotation files are not the real ones: torchvision's MD5 check rejects them
     assert f"{tmp_path / 'celeba' / 'list_eval_partition.txt'} fails its MD5 check" in message
     assert "img_align_celeba/ is missing" not in message
+
+
+# --- the CelebA decode-once cache ---------------------------------------------------------
+
+def _noisy_fake_celeba(root: Path, monkeypatch) -> None:
+    """The fake tree with random-noise images (so the resize yields many grey levels) whose
+    annotation files torchvision accepts."""
+    _fake_celeba(root)
+    rng = np.random.default_rng(0)
+    for name, _, _ in FAKE_CELEBA:
+        pixels = rng.integers(0, 256, size=(218, 178, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / "celeba" / "img_align_celeba" / name, quality=90)
+    _accept_fake_md5s(monkeypatch, root)
+
+
+def _cache_file(root: Path, split: str) -> Path:
+    names = [n for n, p, _ in FAKE_CELEBA if p == {"train": 0, "test": 2}[split]]
+    return celeba_cache_path(root, celeba_cache_meta(names, split))
+
+
+def _count_decodes(monkeypatch, delay: float = 0.0) -> list:
+    calls = []
+    decode = fisherae.data._decode_celeba
+
+    def counting(celeba):
+        calls.append(celeba.split)
+        time.sleep(delay)
+        return decode(celeba)
+
+    monkeypatch.setattr(fisherae.data, "_decode_celeba", counting)
+    return calls
+
+
+def test_celeba_cache_equals_the_per_item_torchvision_transform(tmp_path, monkeypatch):
+    _noisy_fake_celeba(tmp_path, monkeypatch)
+    for split in ("train", "test"):
+        data = load_split("celeba", _cfg("torchvision", root=str(tmp_path)), split)
+        assert isinstance(data, ImageTensors) and data.images.dtype == torch.uint8
+        reference = CelebA(str(tmp_path), split=split, target_type="identity", transform=celeba_transform())
+        x, y = _stack(data)
+        x_ref, y_ref = _stack(reference)
+        assert torch.equal(x, x_ref) and torch.equal(y, y_ref) and y.dtype == torch.int64
+        assert len(torch.unique(x)) > 100  # many grey levels: a real check of the quantisation
+        path = _cache_file(tmp_path, split)
+        assert path.is_file() and path.parent == tmp_path / "celeba" / "fisherae-cache"
+        assert not list(path.parent.glob(".*tmp*")), "a temporary file was left behind"
+
+
+def test_celeba_cache_is_built_once_and_shared(tmp_path, monkeypatch):
+    _noisy_fake_celeba(tmp_path, monkeypatch)
+    calls = _count_decodes(monkeypatch)
+    first = _stack(load_split("celeba", _cfg("torchvision", root=str(tmp_path)), "train"))
+    stamp = _cache_file(tmp_path, "train").stat().st_mtime_ns
+    again = _stack(load_split("celeba", _cfg("torchvision", root=str(tmp_path)), "train"))
+    cut = load_split("celeba", _cfg("torchvision", root=str(tmp_path), n_train=2), "train")
+    assert calls == ["train"] and _cache_file(tmp_path, "train").stat().st_mtime_ns == stamp
+    assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+    assert torch.equal(_stack(cut)[0], first[0][:2])
+    load_split("celeba", _cfg("torchvision", root=str(tmp_path)), "test")
+    assert calls == ["train", "test"]
+
+
+def test_concurrent_first_loads_decode_once(tmp_path, monkeypatch):
+    _noisy_fake_celeba(tmp_path, monkeypatch)
+    calls = _count_decodes(monkeypatch, delay=0.5)  # the other load arrives while this one decodes
+    results, errors = [], []
+
+    def load():
+        try:
+            results.append(_stack(load_split("celeba", _cfg("torchvision", root=str(tmp_path)), "train"))[0])
+        except Exception as err:  # noqa: BLE001 -- reported by the assertion below
+            errors.append(err)
+
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and calls == ["train"] and torch.equal(results[0], results[1])
+
+
+def test_cache_dir_from_the_environment(tmp_path, monkeypatch):
+    _noisy_fake_celeba(tmp_path / "data", monkeypatch)
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "cache"))
+    load_split("celeba", _cfg("torchvision", root=str(tmp_path / "data")), "test")
+    path = _cache_file(tmp_path / "data", "test")
+    assert path.is_file() and path.is_relative_to(tmp_path / "cache")
+    assert not (tmp_path / "data" / "celeba" / "fisherae-cache").exists()
+
+
+def test_unwritable_cache_folder_says_what_to_do(tmp_path, monkeypatch):
+    _noisy_fake_celeba(tmp_path, monkeypatch)
+    (tmp_path / "celeba" / "fisherae-cache").write_text("not a folder")  # refused even to root
+    with pytest.raises(DataError) as err:
+        load_split("celeba", _cfg("torchvision", root=str(tmp_path)), "train")
+    message = str(err.value)
+    assert str(_cache_file(tmp_path, "train")) in message and CACHE_DIR_ENV in message and "writable" in message
+
+
+def test_stale_cache_is_a_clear_error(tmp_path, monkeypatch):
+    _noisy_fake_celeba(tmp_path, monkeypatch)
+    cfg = _cfg("torchvision", root=str(tmp_path))
+    load_split("celeba", cfg, "train")
+    path = _cache_file(tmp_path, "train")
+    payload = torch.load(path, weights_only=True)
+    payload["meta"]["key"] = "0123456789abcdef"
+    payload["meta"]["preprocessing"][1]["size"] = 32
+    torch.save(payload, path)
+    with pytest.raises(DataError) as err:
+        load_split("celeba", cfg, "train")
+    message = str(err.value)
+    assert f"{path} is stale" in message and "'0123456789abcdef'" in message and "preprocessing" in message
+    assert f"delete {path}" in message
+    path.unlink()
+    load_split("celeba", cfg, "train")  # rebuilt
+    # other identities (a new identity_CelebA.txt, same file list): the cached labels are stale
+    identities = tmp_path / "celeba" / "identity_CelebA.txt"
+    identities.write_text(identities.read_text().replace(" 7\n", " 70\n"))
+    _accept_fake_md5s(monkeypatch, tmp_path)
+    with pytest.raises(DataError, match=r"is stale: its identity labels differ"):
+        load_split("celeba", cfg, "train")
+
+
+def test_truncated_or_malformed_cache_is_a_clear_error(tmp_path, monkeypatch):
+    _noisy_fake_celeba(tmp_path, monkeypatch)
+    cfg = _cfg("torchvision", root=str(tmp_path))
+    load_split("celeba", cfg, "train")
+    path = _cache_file(tmp_path, "train")
+    payload = torch.load(path, weights_only=True)
+    whole = path.read_bytes()
+    path.write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(DataError) as err:
+        load_split("celeba", cfg, "train")
+    message = str(err.value)
+    assert f"{path} is truncated or corrupt" in message and f"delete {path}" in message
+    torch.save({**payload, "images": payload["images"].float()}, path)
+    with pytest.raises(DataError, match=r"is corrupt: images torch\.float32 \(3, 3, 64, 64\), expected torch\.uint8"):
+        load_split("celeba", cfg, "train")
+    torch.save({**payload, "images": payload["images"][:2]}, path)
+    with pytest.raises(DataError, match=r"is corrupt: images torch\.uint8 \(2, 3, 64, 64\)"):
+        load_split("celeba", cfg, "train")
+    torch.save([1, 2], path)
+    with pytest.raises(DataError, match="is not a fisherae-celeba-cache-v1 file"):
+        load_split("celeba", cfg, "train")
+
+
+def test_uint8_round_trip_of_to_tensor_is_lossless():
+    from torchvision.transforms import ToTensor
+
+    grey = ToTensor()(Image.fromarray(np.arange(256, dtype=np.uint8).reshape(16, 16)))
+    assert torch.equal((grey * 255).round().to(torch.uint8).flatten(), torch.arange(256, dtype=torch.uint8))
+    assert torch.equal(to_float(torch.arange(256, dtype=torch.uint8)), grey.flatten())
+    assert torch.equal(to_float(torch.arange(256, dtype=torch.uint8)), torch.arange(256).float() / 255)
+    noise = Image.fromarray(np.random.default_rng(1).integers(0, 256, (218, 178, 3), dtype=np.uint8))
+    x = celeba_transform()(noise)
+    assert torch.equal(to_float((x * 255).round().to(torch.uint8)), x)
+
+
+# --- TensorBatches --------------------------------------------------------------------------
+
+def _tagged(n: int) -> TensorDataset:
+    """uint8 images whose every pixel is the image's label (0..n-1, n <= 256)."""
+    images = torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 2, 3, 3).contiguous()
+    return ImageTensors(images, torch.arange(n))
+
+
+def _loader_epoch(data, batch_size, shuffle, seed):
+    return [(x, y) for x, y in make_loader(data, batch_size, shuffle, seed)]
+
+
+def _assert_same_batches(got, expected):
+    assert [len(y) for _, y in got] == [len(y) for _, y in expected]
+    for (x, y), (x_ref, y_ref) in zip(got, expected):
+        assert x.dtype == torch.float32 and y.dtype == torch.int64
+        assert torch.equal(x, x_ref) and torch.equal(y, y_ref)
+
+
+def test_tensor_batches_follow_make_loader_order_with_a_partial_last_batch():
+    data = load_split("mnist", _cfg("embedded", n_train=100), "train")
+    batches = TensorBatches(data, 16)
+    assert (len(batches), batches.full_batches, batches.n_items, batches.batch_size) == (7, 6, 100, 16)
+    for seed in (0, 3, 12345):
+        _assert_same_batches(list(batches.epoch(seed)), _loader_epoch(data, 16, True, seed))
+        assert torch.equal(shuffled_order(100, seed),
+                           torch.cat([i for (i,) in make_loader(TensorDataset(torch.arange(100)), 7, True, seed)]))
+    _assert_same_batches(list(batches.epoch(0, shuffle=False)), _loader_epoch(data, 16, False, 0))
+    assert [len(y) for _, y in batches.epoch(1)] == [16] * 6 + [4]
+    assert not torch.equal(torch.cat([y for _, y in batches.epoch(1)]), torch.cat([y for _, y in batches.epoch(2)]))
+    exact = TensorBatches(data, 25)
+    assert (len(exact), exact.full_batches) == (4, 4)
+
+
+def test_tensor_batches_keep_uint8_and_convert_each_batch_exactly():
+    images = torch.randint(0, 256, (50, 3, 8, 8), dtype=torch.uint8)
+    data = ImageTensors(images, torch.arange(50))
+    batches = TensorBatches(data, 8)
+    assert batches.images.dtype == torch.uint8
+    everything = images.float() / 255
+    for x, y in batches.epoch(5):
+        assert torch.equal(x, everything[y])
+    _assert_same_batches(list(batches.epoch(5)), _loader_epoch(data, 8, True, 5))
+    x, _ = next(batches.epoch(0, shuffle=False))
+    x.zero_()  # batches are fresh tensors
+    assert torch.equal(next(batches.epoch(0, shuffle=False))[0], everything[:8])
+
+
+def test_labels_follow_their_images():
+    batches = TensorBatches(_tagged(200), 32)
+    seen = []
+    for x, y in batches.epoch(9):
+        assert torch.equal((x * 255).round().long()[:, 0, 0, 0], y)
+        assert (x == x[:, :1, :1, :1]).all()
+        seen.append(y)
+    assert sorted(torch.cat(seen).tolist()) == list(range(200))
+
+
+def test_subset_splits_and_split_tensors():
+    data = load_split("mnist", _cfg("embedded"), "train")
+    images, labels = split_tensors(data)
+    cut = Subset(data, range(64))  # what n_train = 64 makes of it
+    cut_images, cut_labels = split_tensors(cut)
+    assert cut_images.data_ptr() == images.data_ptr() and torch.equal(cut_labels, labels[:64])  # a view
+    picked = Subset(Subset(data, [9, 3, 7, 100, 42, 5, 0]), [6, 1, 2, 4])  # nested, arbitrary indices
+    picked_images, picked_labels = split_tensors(picked)
+    assert torch.equal(picked_images, _stack(picked)[0]) and torch.equal(picked_labels, labels[[0, 3, 7, 42]])
+    strided = Subset(Subset(data, range(10, 60)), range(1, 50, 4))
+    assert torch.equal(split_tensors(strided)[0], _stack(strided)[0])
+    for split, batch_size in ((cut, 10), (picked, 3), (strided, 5)):
+        batches = TensorBatches(split, batch_size)
+        for seed in (0, 1):
+            _assert_same_batches(list(batches.epoch(seed)), _loader_epoch(split, batch_size, True, seed))
+        _assert_same_batches(list(batches.epoch(0, shuffle=False)), _loader_epoch(split, batch_size, False, 0))
+
+
+def test_celeba_cache_split_batches(tmp_path, monkeypatch):
+    _noisy_fake_celeba(tmp_path, monkeypatch)
+    data = load_split("celeba", _cfg("torchvision", root=str(tmp_path), n_train=2), "train")
+    batches = TensorBatches(data, 2)
+    assert batches.images.dtype == torch.uint8 and batches.images.shape == (2, 3, 64, 64)
+    _assert_same_batches(list(batches.epoch(4)), _loader_epoch(data, 2, True, 4))
+
+
+class _Items(Dataset):
+    def __len__(self):
+        return 3
+
+    def __getitem__(self, i):
+        return torch.zeros(1, 2, 2), i
+
+
+def test_a_split_that_is_not_tensor_backed_is_a_clear_error():
+    with pytest.raises(DataError, match="not tensor-backed: got _Items"):
+        TensorBatches(_Items(), 2)
+    with pytest.raises(DataError, match="not tensor-backed: got a Subset of _Items"):
+        split_tensors(Subset(_Items(), [0, 1]))
+    with pytest.raises(DataError, match="got TensorDataset of 1 tensors"):
+        TensorBatches(TensorDataset(torch.zeros(4, 1, 2, 2)), 2)
+    with pytest.raises(DataError, match="batch_size must be a positive integer"):
+        TensorBatches(_tagged(4), 0)
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device"))])
+def test_tensor_batches_live_on_the_device(device):
+    images = torch.randint(0, 256, (40, 3, 4, 4), dtype=torch.uint8)
+    data = ImageTensors(images, torch.arange(40))
+    batches = TensorBatches(data, 16, device=device)
+    assert batches.images.device.type == device and batches.images.dtype == torch.uint8
+    reference = list(TensorBatches(data, 16).epoch(7))
+    got = list(batches.epoch(7))
+    for (x, y), (x_ref, y_ref) in zip(got, reference):
+        assert x.device.type == device and y.device.type == device and x.dtype == torch.float32
+        assert torch.equal(x.cpu(), x_ref) and torch.equal(y.cpu(), y_ref)  # bit-identical to the CPU
+    floats = TensorBatches(TensorDataset(images.float() / 255, torch.arange(40)), 16, device=device)
+    assert floats.images.dtype == torch.float32
+    for (x, _), (x_ref, _) in zip(floats.epoch(7), reference):
+        assert x.device.type == device and torch.equal(x.cpu(), x_ref)

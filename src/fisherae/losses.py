@@ -56,6 +56,11 @@ def draw_eps(mu: torch.Tensor, n_samples: int, eps: torch.Tensor | None,
     return eps.to(dtype=mu.dtype, device=mu.device)
 
 
+def reparameterise(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """z = mu + sigma * eps for each of the L draws eps [L, B, d], flattened to [L * B, d]."""
+    return (mu + torch.exp(0.5 * logvar) * eps).reshape(-1, mu.shape[-1])
+
+
 def fisher_ae_loss(encoder: nn.Module, decoder: nn.Module, prior: nn.Module, x: torch.Tensor, *,
                    eps: torch.Tensor | None = None, n_samples: int = 1, decoder_var: float = 1.0,
                    variant: str = "exact", generator: torch.Generator | None = None) -> FisherAETerms:
@@ -78,9 +83,9 @@ def fisher_ae_loss(encoder: nn.Module, decoder: nn.Module, prior: nn.Module, x: 
     x = x.detach().requires_grad_(True)
     mu, logvar = encoder(x)
     eps = draw_eps(mu, n_samples, eps, generator)
-    n_draws, batch, dim = eps.shape
+    n_draws, batch, _ = eps.shape
     inv_sigma = torch.exp(-0.5 * logvar)
-    z = (mu + torch.exp(0.5 * logvar) * eps).reshape(n_draws * batch, dim)
+    z = reparameterise(mu, logvar, eps)
 
     x_target = x.detach().expand(n_draws, *x.shape).reshape(n_draws * batch, *x.shape[1:])
     residual = (x_target - decoder(z)).flatten(1)
@@ -126,8 +131,8 @@ def vae_loss(encoder: nn.Module, decoder: nn.Module, prior: nn.Module, x: torch.
         )
     mu, logvar = encoder(x)
     eps = draw_eps(mu, n_samples, eps, generator)
-    n_draws, batch, dim = eps.shape
-    z = (mu + torch.exp(0.5 * logvar) * eps).reshape(n_draws * batch, dim)
+    n_draws, batch, _ = eps.shape
+    z = reparameterise(mu, logvar, eps)
     x_target = x.expand(n_draws, *x.shape).reshape(n_draws * batch, *x.shape[1:])
     squared = (x_target - decoder(z)).flatten(1).pow(2).sum(1).view(n_draws, batch).mean(0)
     n_pixels = x[0].numel()
@@ -153,12 +158,13 @@ class LatentAdversary(nn.Module):
 
 
 def wae_encode(encoder: nn.Module, x: torch.Tensor, stochastic: bool = False,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-    """WAE's encoder output: mu(x) (deterministic) or one draw of N(mu, sigma^2)."""
+               generator: torch.Generator | None = None, eps: torch.Tensor | None = None) -> torch.Tensor:
+    """WAE's encoder output: mu(x) (deterministic) or one draw of N(mu, sigma^2) (``eps``
+    [1, B, d] given or fresh)."""
     mu, logvar = encoder(x)
     if not stochastic:
         return mu
-    return mu + torch.exp(0.5 * logvar) * draw_eps(mu, 1, None, generator)[0]
+    return reparameterise(mu, logvar, draw_eps(mu, 1, eps, generator))
 
 
 def wae_autoencoder_loss(decoder: nn.Module, adversary: nn.Module, x: torch.Tensor,

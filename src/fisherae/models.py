@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from fisherae.convolutions import Conv2d, ConvTranspose2d
 from fisherae.losses import LatentAdversary
 from fisherae.priors import build_prior
 
@@ -53,13 +54,13 @@ def _same_padding(size: int, kernel: int, stride: int = 2) -> nn.ZeroPad2d:
 
 
 def _conv_block(c_in: int, c_out: int, kernel: int, size: int) -> list[nn.Module]:
-    return [_same_padding(size, kernel), nn.Conv2d(c_in, c_out, kernel, stride=2), _norm(c_out), nn.ReLU()]
+    return [_same_padding(size, kernel), Conv2d(c_in, c_out, kernel, stride=2), _norm(c_out), nn.ReLU()]
 
 
 def _deconv_block(c_in: int, c_out: int, kernel: int) -> list[nn.Module]:
     pad = (kernel - 1) // 2
     out_pad = 2 + 2 * pad - kernel  # exactly doubles the size for k = 4 and k = 5
-    return [nn.ConvTranspose2d(c_in, c_out, kernel, stride=2, padding=pad, output_padding=out_pad),
+    return [ConvTranspose2d(c_in, c_out, kernel, stride=2, padding=pad, output_padding=out_pad),
             _norm(c_out), nn.ReLU()]
 
 
@@ -99,7 +100,7 @@ class ConvDecoder(nn.Module):
         self.fc = nn.Sequential(nn.Linear(latent_dim, math.prod(self.start)), nn.Unflatten(1, self.start),
                                 _norm(chans[0]), nn.ReLU())
         layers = [m for c_in, c_out in zip(chans, chans[1:]) for m in _deconv_block(c_in, c_out, arch.kernel)]
-        self.body = nn.Sequential(*layers, nn.Conv2d(chans[-1], arch.channels, arch.kernel | 1, padding="same"),
+        self.body = nn.Sequential(*layers, Conv2d(chans[-1], arch.channels, arch.kernel | 1, padding="same"),
                                   nn.Sigmoid())
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,13 @@ from the last finished epoch. All randomness of epoch e (shuffling, the draws of
 WAE prior draws) comes from RNGs seeded afresh from (seed, e) at the start of the epoch,
 so the RNG state at any epoch boundary is a function of (seed, e): nothing needs to be
 carried over, and a resumed run ends with the same weights, bit for bit on the CPU, as
-an uninterrupted one."""
+an uninterrupted one.
+
+A step draws its noise from the epoch's generator, runs the objective and Adam, and returns its
+loss terms and gradient norms as one device tensor (``TrainingStep``; on a GPU replayed from
+one CUDA graph, see ``fisherae.capture``); the batches are gathered on the device
+(``fisherae.batches``), and the terms go into a ledger on the device that is checked every
+CHECK_EVERY batches, so no step waits for the host."""
 
 from __future__ import annotations
 
@@ -31,15 +37,21 @@ from tqdm import tqdm
 from fisherae.checkpoint import atomic_torch_save, atomic_write_text, save_model, torch_load
 from fisherae.cli import UserError
 from fisherae.config import ConfigError
-from fisherae.data import load_split, make_loader
+from fisherae.capture import GraphedStep
+from fisherae.batches import TensorBatches
+from fisherae.data import load_split
+from fisherae.host_memory import keep_freed_memory
 from fisherae.losses import fisher_ae_loss, vae_loss, wae_adversary_loss, wae_autoencoder_loss, wae_encode
 from fisherae.models import AutoEncoder, ModelSpec
 from fisherae.priors import build_prior
 
 CHECKPOINT_FORMAT = "fisherae-checkpoint-v1"
-MODEL_FILE, CHECKPOINT_FILE, METRICS_FILE = "model.pt", "checkpoint.pt", "metrics.csv"
+MODEL_FILE, CHECKPOINT_FILE, METRICS_FILE, LOG_FILE = "model.pt", "checkpoint.pt", "metrics.csv", "train.log"
 # Keys that do not change what is trained: where the data lives, how long, how fast.
-_IRRELEVANT = {"datasets": ("root", "download"), "models": ("label",), "training": ("epochs", "num_workers", "threads")}
+_IRRELEVANT = {"datasets": ("root", "download"), "models": ("label",),
+               "training": ("epochs", "num_workers", "threads", "step_mode")}
+CHECK_EVERY = 50  # batches between the host syncs that check for a non-finite term or gradient
+_GRAD = "grad "  # prefix of the gradient-norm entries of a step's output
 
 
 class TrainingDiverged(UserError):
@@ -54,6 +66,7 @@ def train(config: dict, dataset: str, model: str, seed: int, outdir: str | Path,
     spec = model_spec(config, dataset, model)
     settings = config["training"]
     torch.set_num_threads(settings["threads"])
+    keep_freed_memory()
     device = torch.device(device)
     outdir = Path(outdir)
     run = _Run(config, dataset, model, seed, outdir, device, spec)
@@ -61,7 +74,7 @@ def train(config: dict, dataset: str, model: str, seed: int, outdir: str | Path,
     if start > settings["epochs"] + 1:
         raise ConfigError(f"{outdir / CHECKPOINT_FILE} is already at epoch {start - 1}, beyond training.epochs = "
                           f"{settings['epochs']}; raise training.epochs or use another --outdir")
-    data = load_split(dataset, config["datasets"][dataset], "train")
+    data = TensorBatches(load_split(dataset, config["datasets"][dataset], "train"), settings["batch_size"], device)
     for epoch in range(start, settings["epochs"] + 1):
         run.train_epoch(data, epoch, progress)
     metadata = {"dataset": dataset, "model": model, "label": config["models"][model].get("label", model),
@@ -116,7 +129,7 @@ def seed_everything(seed: int) -> None:
 
 
 class _Run:
-    """One training run's model, optimisers, metrics and files."""
+    """One training run's model, optimisers, step, metrics and files."""
 
     def __init__(self, config: dict, dataset: str, model: str, seed: int, outdir: Path, device: torch.device,
                  spec: ModelSpec):
@@ -125,9 +138,8 @@ class _Run:
         self.relevant = relevant_config(config, dataset, model, seed)
         self.fingerprint = hashlib.sha256(json.dumps(self.relevant, sort_keys=True).encode()).hexdigest()
         seed_everything(seed)
-        self.model = AutoEncoder(spec).to(device)
-        self.optimisers = _optimisers(self.model, config["training"])
-        self.step = _OBJECTIVES[spec.method]
+        self.step = TrainingStep(spec, config["training"], device)
+        self.model, self.optimisers = self.step.model, self.step.optimisers
         self.metrics: list[dict] = []
 
     def resume(self) -> int:
@@ -147,35 +159,52 @@ class _Run:
                               f"or delete it and {remedy}")
         self.model.load_state_dict(state["model"])
         for name, optimiser in self.optimisers.items():
-            optimiser.load_state_dict(state["optimisers"][name])
+            _load_optimiser(optimiser, state["optimisers"][name], self.device.type == "cuda")
         self.metrics = list(state["metrics"])
         self._write_metrics()  # drops any row written after the checkpoint
         return state["epoch"] + 1
 
-    def train_epoch(self, data, epoch: int, progress: bool) -> None:
+    def train_epoch(self, data: TensorBatches, epoch: int, progress: bool) -> None:
         """One pass over ``data``; then the checkpoint and metrics.csv for ``epoch``."""
         settings = self.config["training"]
         rng_seed, order_seed = epoch_seeds(self.seed, epoch)
         seed_everything(rng_seed)
-        loader = make_loader(data, settings["batch_size"], True, order_seed, settings["num_workers"])
+        self.step.generator.manual_seed(rng_seed)
         self.model.train()
-        sums: dict[str, float] = {}
+        ledger = None
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
         started = time.perf_counter()
-        with tqdm(loader, desc=f"{self.dataset}/{self.name} seed {self.seed} epoch {epoch}/{settings['epochs']}",
+        with tqdm(total=len(data), desc=f"{self.dataset}/{self.name} seed {self.seed} epoch {epoch}/{settings['epochs']}",
                   file=sys.stderr, disable=not progress, leave=False) as bar:
-            for batch, (x, _) in enumerate(bar, start=1):
-                values = self.step(self, x.to(self.device), _Checker(self, epoch, batch))
-                for key, value in values.items():
-                    sums[key] = sums.get(key, 0.0) + value * len(x)
-                bar.set_postfix(loss=f"{values['loss']:.4g}")
-        row = {"epoch": epoch, **{k: v / len(data) for k, v in sums.items()},
-               "seconds": round(time.perf_counter() - started, 3)}
-        self.metrics.append(row)
+            for batch, (x, _) in enumerate(data.epoch(order_seed), start=1):
+                self.step.position = (epoch, batch)
+                row = self.step(x)
+                ledger = ledger or _Ledger(self, len(data), row.numel())
+                ledger.record(batch, len(x), row)
+                if batch % CHECK_EVERY == 0:
+                    bar.set_postfix(loss=f"{ledger.check(batch)['loss']:.4g}")
+                bar.update()
+            means = ledger.means()
+        seconds = time.perf_counter() - started
+        self.metrics.append({"epoch": epoch, **means, "seconds": round(seconds, 3)})
         atomic_torch_save({"format": CHECKPOINT_FORMAT, "epoch": epoch, "fingerprint": self.fingerprint,
                            "training_config": self.relevant, "model": self.model.state_dict(),
                            "optimisers": {k: o.state_dict() for k, o in self.optimisers.items()},
                            "metrics": self.metrics}, self.outdir / CHECKPOINT_FILE)
         self._write_metrics()
+        line = self._epoch_line(epoch, means, seconds, data.n_items)
+        with open(self.outdir / LOG_FILE, "a") as log:
+            log.write(line + "\n")
+        if progress:
+            print(line, file=sys.stderr)
+
+    def _epoch_line(self, epoch: int, means: dict, seconds: float, n_items: int) -> str:
+        terms = ", ".join(f"{k} {v:.5g}" for k, v in means.items())
+        memory = (f", peak GPU memory {torch.cuda.max_memory_allocated(self.device) / 2**20:.0f} MiB"
+                  if self.device.type == "cuda" else "")
+        return (f"{self.dataset}/{self.name} seed {self.seed} epoch {epoch}/{self.config['training']['epochs']}: "
+                f"{terms}; {seconds:.1f} s, {n_items / seconds:.0f} images/s, step: {self.step.graph.mode}{memory}")
 
     def _write_metrics(self) -> None:
         text = io.StringIO()
@@ -185,92 +214,169 @@ class _Run:
         atomic_write_text(self.outdir / METRICS_FILE, text.getvalue())
 
 
-class _Checker:
-    """Stops training with a clear error at the first non-finite loss term or gradient."""
+class TrainingStep:
+    """A model, its Adam optimisers and one training step of its method: ``step(x)`` draws the
+    step's noise from ``generator`` (outside any CUDA graph), runs the objective and the
+    optimiser steps, eager or replayed from a CUDA graph (``graph.mode``), and returns the
+    step's terms and each parameter's gradient norm (named by ``names``) as one device tensor,
+    without a host sync."""
 
-    def __init__(self, run: _Run, epoch: int, batch: int):
-        self.run, self.epoch, self.batch = run, epoch, batch
+    def __init__(self, spec: ModelSpec, settings: dict, device: torch.device):
+        self.device = device
+        self.model = AutoEncoder(spec).to(device)
+        self.graph = GraphedStep(self._step, device, settings["step_mode"])
+        self.optimisers = _optimisers(self.model, settings, capturable=device.type == "cuda")
+        self.generator = torch.Generator(device)
+        self.names: list[str] = []  # its output: the terms, then a gradient norm per parameter
+        self.position = (0, 0)  # (epoch, batch) of the step being run
 
-    def values(self, terms: dict[str, torch.Tensor]) -> dict[str, float]:
-        """The terms as floats, after checking each is finite."""
-        values = dict(zip(terms, torch.stack([v.detach() for v in terms.values()]).tolist()))
-        bad = [name for name, value in values.items() if not math.isfinite(value)]
-        culprits = [name for name in bad if name != "loss"] or bad  # the term rather than the total
-        if culprits:
-            self._fail(" and ".join(f"the {name} term is {values[name]}" for name in culprits))
-        return values
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.graph(x, *self._draw(len(x)))
 
-    def step(self, optimiser: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-        """Backpropagate ``loss`` and step ``optimiser`` unless a gradient is non-finite."""
+    def _draw(self, batch: int) -> tuple[torch.Tensor, ...]:
+        """The step's standard-normal draws (outside any CUDA graph, from the epoch's generator)."""
+        shapes = _NOISE[self.model.spec.method](self.model.spec, batch)
+        return tuple(torch.randn(shape, generator=self.generator, device=self.device) for shape in shapes)
+
+    def _step(self, x: torch.Tensor, *noise: torch.Tensor) -> torch.Tensor:
+        """One step of the method's objective: its terms, then each parameter's gradient norm."""
+        self._norms, self._norm_names = [], []
+        terms = _OBJECTIVES[self.model.spec.method](self, x, *noise)
+        self.names = list(terms) + self._norm_names
+        return torch.cat([torch.stack([t.detach().float() for t in terms.values()]), *self._norms])
+
+    def update(self, name: str, loss: torch.Tensor) -> None:
+        """Backpropagate ``loss`` and step the optimiser ``name``; records the gradient norms."""
+        optimiser = self.optimisers[name]
         optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        params = [p for group in optimiser.param_groups for p in group["params"] if p.grad is not None]
-        if params and not torch.stack([p.grad.isfinite().all() for p in params]).all():
-            bad = next(p for p in params if not p.grad.isfinite().all())
-            name = next(n for n, p in self.run.model.named_parameters() if p is bad)
-            self._fail(f"the gradient of {name} is non-finite")
+        params = [p for group in optimiser.param_groups for p in group["params"] if p.requires_grad]
+        loss.backward(inputs=params)  # no gradient of the data or of another optimiser's parameters
+        params = [p for p in params if p.grad is not None]
+        if params:
+            self._norms.append(torch.stack(torch._foreach_norm([p.grad for p in params])).float())
+            names = {p: n for n, p in self.model.named_parameters()}
+            self._norm_names += [_GRAD + names[p] for p in params]
         optimiser.step()
 
-    def _fail(self, what: str) -> None:
+
+class _Ledger:
+    """The step outputs of one epoch, kept on the device and checked every CHECK_EVERY batches
+    (one host sync each), so that a non-finite loss term or gradient stops training with a
+    clear error naming its batch before anything of the epoch is saved."""
+
+    def __init__(self, run: _Run, n_batches: int, width: int):
+        self.run = run
+        self.rows = torch.full((n_batches, width), math.nan, device=run.device)
+        self.sizes: list[int] = []
+        self.checked = 0
+
+    def record(self, batch: int, size: int, row: torch.Tensor) -> None:
+        self.rows[batch - 1].copy_(row)
+        self.sizes.append(size)
+
+    def check(self, upto: int) -> dict[str, float]:
+        """Fail at the first non-finite row up to batch ``upto``; the last row's terms."""
+        rows = self.rows[self.checked:upto].cpu()
+        bad = (~rows.isfinite()).any(1).nonzero()
+        if len(bad):
+            self._fail(self.checked + int(bad[0]) + 1, rows[int(bad[0])].tolist())
+        self.checked = upto
+        return dict(zip(self.run.step.names, rows[-1].tolist())) if len(rows) else {}
+
+    def means(self) -> dict[str, float]:
+        """Each term's mean over the epoch's items (after checking every row)."""
+        self.check(len(self.sizes))
+        rows = self.rows[:len(self.sizes)].double().cpu().tolist()
+        names = [name for name in self.run.step.names if not name.startswith(_GRAD)]
+        return {name: sum(row[k] * size for row, size in zip(rows, self.sizes)) / sum(self.sizes)
+                for k, name in enumerate(names)}
+
+    def _fail(self, batch: int, row: list[float]) -> None:
         run, lr = self.run, self.run.config["training"]["lr"]
+        values = dict(zip(run.step.names, row))
+        bad = [name for name, value in values.items() if not math.isfinite(value)]
+        terms = [name for name in bad if not name.startswith(_GRAD)]
+        culprits = [name for name in terms if name != "loss"] or terms
+        what = (" and ".join(f"the {name} term is {values[name]}" for name in culprits) if culprits
+                else f"the gradient of {bad[0][len(_GRAD):]} is non-finite")
+        epoch = run.step.position[0]
         raise TrainingDiverged(
-            f"training {run.dataset}/{run.name} seed {run.seed} diverged at epoch {self.epoch}, batch {self.batch}: "
+            f"training {run.dataset}/{run.name} seed {run.seed} diverged at epoch {epoch}, batch {batch}: "
             f"{what}. Nothing of this epoch was saved ({run.outdir / MODEL_FILE} not written; "
             f"{run.outdir / CHECKPOINT_FILE} still holds the last finished epoch, if any). Lower training.lr "
             f"(now {lr}) and delete {run.outdir} to start over; for the polynomial prior also consider "
             "training.poly_normalisable: true with an even poly_order")
 
 
-def _optimisers(model: AutoEncoder, settings: dict) -> dict[str, torch.optim.Optimizer]:
-    """Adam (lr, betas) over encoder, decoder and prior; WAE-GAN's adversary gets its own Adam."""
+def _optimisers(model: AutoEncoder, settings: dict, capturable: bool) -> dict[str, torch.optim.Optimizer]:
+    """Adam (lr, betas) over encoder, decoder and prior; WAE-GAN's adversary gets its own Adam.
+    ``capturable`` (on a GPU, whatever the step mode) keeps Adam's step counts on the device, as
+    a CUDA graph needs; eager and graph steps then do the same arithmetic (capturable and
+    non-capturable Adam round differently)."""
     betas = tuple(settings["betas"])
     autoencoder = itertools.chain(model.encoder.parameters(), model.decoder.parameters(), model.prior.parameters())
-    optimisers = {"autoencoder": torch.optim.Adam(autoencoder, lr=settings["lr"], betas=betas)}
+    optimisers = {"autoencoder": torch.optim.Adam(autoencoder, lr=settings["lr"], betas=betas,
+                                                  capturable=capturable)}
     if model.adversary is not None:
-        optimisers["adversary"] = torch.optim.Adam(model.adversary.parameters(),
-                                                   lr=settings["wae_gan"]["adversary_lr"], betas=betas)
+        optimisers["adversary"] = torch.optim.Adam(model.adversary.parameters(), lr=settings["wae_gan"]["adversary_lr"],
+                                                   betas=betas, capturable=capturable)
     return optimisers
 
 
-def _fisher_ae_step(run: _Run, x: torch.Tensor, check: _Checker) -> dict[str, float]:
+def _load_optimiser(optimiser: torch.optim.Optimizer, state: dict, capturable: bool) -> None:
+    """Load a saved Adam state into ``optimiser``, keeping its own ``capturable`` setting (a
+    checkpoint written on the CPU resumes on a GPU, and the other way round)."""
+    optimiser.load_state_dict(state)
+    for group in optimiser.param_groups:
+        group["capturable"] = capturable
+        for p in group["params"]:
+            saved = optimiser.state.get(p, {})
+            if "step" in saved:
+                saved["step"] = saved["step"].to(p.device if capturable else "cpu", torch.float32)
+
+
+def _fisher_ae_step(run: TrainingStep, x: torch.Tensor, eps: torch.Tensor) -> dict[str, torch.Tensor]:
     """One Adam step on the Fisher AE loss, eq. 11."""
     model, extra = run.model, run.model.spec.extra
-    terms = fisher_ae_loss(model.encoder, model.decoder, model.prior, x, n_samples=extra["n_samples"],
+    terms = fisher_ae_loss(model.encoder, model.decoder, model.prior, x, eps=eps,
                            decoder_var=extra["decoder_var"], variant=extra["fisher_variant"])
-    values = check.values({"loss": terms.loss, "posterior": terms.posterior.mean(),
-                           "reconstruction": terms.reconstruction.mean(), "stability": terms.stability.mean()})
-    check.step(run.optimisers["autoencoder"], terms.loss)
-    return values
+    run.update("autoencoder", terms.loss)
+    return {"loss": terms.loss, "posterior": terms.posterior.mean(), "reconstruction": terms.reconstruction.mean(),
+            "stability": terms.stability.mean()}
 
 
-def _vae_step(run: _Run, x: torch.Tensor, check: _Checker) -> dict[str, float]:
+def _vae_step(run: TrainingStep, x: torch.Tensor, eps: torch.Tensor) -> dict[str, torch.Tensor]:
     """One Adam step on the negative ELBO, eq. 2."""
     model, extra = run.model, run.model.spec.extra
-    terms = vae_loss(model.encoder, model.decoder, model.prior, x, n_samples=extra["n_samples"],
-                     decoder_var=extra["decoder_var"])
-    values = check.values({"loss": terms.loss, "reconstruction": terms.reconstruction.mean(), "kl": terms.kl.mean()})
-    check.step(run.optimisers["autoencoder"], terms.loss)
-    return values
+    terms = vae_loss(model.encoder, model.decoder, model.prior, x, eps=eps, decoder_var=extra["decoder_var"])
+    run.update("autoencoder", terms.loss)
+    return {"loss": terms.loss, "reconstruction": terms.reconstruction.mean(), "kl": terms.kl.mean()}
 
 
-def _wae_gan_step(run: _Run, x: torch.Tensor, check: _Checker) -> dict[str, float]:
+def _wae_gan_step(run: TrainingStep, x: torch.Tensor, z_prior: torch.Tensor, *eps: torch.Tensor) -> dict[str, torch.Tensor]:
     """WAE-GAN (Tolstikhin et al., 2018, Algorithm 2): an adversary step on prior draws
     z ~ N(0, I) against the codes, then an encoder/decoder step on
     ||x - f(z)||^2 + lambda * GAN penalty with the updated adversary."""
     model, extra = run.model, run.model.spec.extra
-    z = wae_encode(model.encoder, x, extra["stochastic_encoder"])
-    adversary_loss = wae_adversary_loss(model.adversary, torch.randn_like(z), z)
-    adversary_value = check.values({"adversary": adversary_loss})
-    check.step(run.optimisers["adversary"], adversary_loss)
+    z = wae_encode(model.encoder, x, extra["stochastic_encoder"], eps=eps[0] if eps else None)
+    adversary_loss = wae_adversary_loss(model.adversary, z_prior, z)
+    run.update("adversary", adversary_loss)
     terms = wae_autoencoder_loss(model.decoder, model.adversary, x, z, extra["wae_lambda"])
-    values = check.values({"loss": terms.loss, "reconstruction": terms.reconstruction.mean(),
-                           "penalty": terms.penalty.mean()})
-    check.step(run.optimisers["autoencoder"], terms.loss)
-    return {**values, **adversary_value}
+    run.update("autoencoder", terms.loss)
+    return {"loss": terms.loss, "reconstruction": terms.reconstruction.mean(), "penalty": terms.penalty.mean(),
+            "adversary": adversary_loss}
 
 
-_OBJECTIVES: dict[str, Callable[[_Run, torch.Tensor, _Checker], dict[str, float]]] = {
+_OBJECTIVES: dict[str, Callable[..., dict[str, torch.Tensor]]] = {
     "fisher_ae": _fisher_ae_step, "vae": _vae_step, "wae_gan": _wae_gan_step}
+
+# The standard-normal draws each method's step takes, by shape: eps [L, B, d] of z = mu + sigma eps;
+# WAE-GAN: the prior draws [B, d] for its adversary, and eps [1, B, d] if its encoder is stochastic.
+_NOISE: dict[str, Callable[[ModelSpec, int], list[tuple[int, ...]]]] = {
+    "fisher_ae": lambda spec, b: [(spec.extra["n_samples"], b, spec.latent)],
+    "vae": lambda spec, b: [(spec.extra["n_samples"], b, spec.latent)],
+    "wae_gan": lambda spec, b: [(b, spec.latent)] + ([(1, b, spec.latent)] if spec.extra["stochastic_encoder"] else []),
+}
 
 
 def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:

@@ -16,7 +16,7 @@ rule train:
             ("datasets", "{dataset}"),
             ("models", "{model}"),
             ("training",),
-            ignore=("root", "download", "label", "num_workers", "threads"),
+            ignore=("root", "download", "label", "num_workers", "threads", "step_mode"),
         ),
     log:
         log_path("train"),

@@ -1,0 +1,140 @@
+"""Convolutions whose second derivatives run on the backend's ordinary kernels.
+
+The Fisher AE loss (eq. 11) differentiates the decoder's and the encoder's input gradients
+again. PyTorch's own double backward of a convolution computes one of its terms as a dilated
+convolution whose "weight" is a feature map; cuDNN refuses it when the layer is a transposed
+convolution with an output padding, so it falls to ``slow_conv_dilated2d``, an im2col loop
+over the output channels (PyTorch issue 22577). Here each convolution is an autograd Function
+whose backward is itself a first-order convolution (the input gradient is the adjoint
+convolution, the weight gradient ``convolution_backward`` asking for the weight alone), so
+every derivative of every order dispatches to cuDNN/oneDNN.
+
+The backward computes only what the running backward pass will use (autograd's
+``_will_engine_execute_node``, which ``torch.utils.checkpoint`` uses too): the inner gradients of
+eq. 10, ``torch.autograd.grad(..., z)``, compute no weight gradient, and the outer
+``backward(inputs=parameters)`` no gradient of the data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+_Pair = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """stride, padding, dilation, groups and, for a transposed convolution, output padding."""
+
+    transposed: bool
+    stride: _Pair
+    padding: _Pair
+    dilation: _Pair
+    output_padding: _Pair
+    groups: int
+
+    def run(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """The convolution itself, on the backend's forward kernel."""
+        return torch.convolution(x, weight, bias, self.stride, self.padding, self.dilation, self.transposed,
+                                 self.output_padding, self.groups)
+
+    def adjoint(self, x_shape: torch.Size, y_shape: torch.Size, kernel: _Pair) -> Geometry:
+        """The geometry of the input gradient: the transposed convolution of this one (with the
+        output padding that restores the input's size), or the plain one of a transposed one."""
+        if self.transposed:
+            return Geometry(False, self.stride, self.padding, self.dilation, (0, 0), self.groups)
+        output_padding = tuple(
+            x_shape[2 + i] - ((y_shape[2 + i] - 1) * self.stride[i] - 2 * self.padding[i]
+                              + self.dilation[i] * (kernel[i] - 1) + 1) for i in range(2))
+        return Geometry(True, self.stride, self.padding, self.dilation, output_padding, self.groups)
+
+    def weight_gradient(self, grad_y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias: bool,
+                        mask: tuple[bool, bool]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(dL/dweight, dL/dbias) from the output gradient, on the backend's weight-gradient kernel."""
+        bias_sizes = [weight.shape[1] * self.groups if self.transposed else weight.shape[0]] if bias else None
+        _, grad_w, grad_b = torch.ops.aten.convolution_backward(
+            grad_y, x, weight, bias_sizes, self.stride, self.padding, self.dilation, self.transposed,
+            self.output_padding, self.groups, [False, mask[0], bias and mask[1]])
+        return grad_w, grad_b
+
+
+def convolution(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, geometry: Geometry) -> torch.Tensor:
+    """``geometry``'s convolution of ``x``; differentiable to any order on the backend kernels.
+
+    Under torch.func transforms (grad, vmap: the tests' float64 references) the native
+    convolution runs instead: functorch does not tell a Function which gradients it needs."""
+    tensors = (x, weight) if bias is None else (x, weight, bias)
+    if (not torch.is_grad_enabled() or not any(t.requires_grad for t in tensors)
+            or any(torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors)):
+        return geometry.run(x, weight, bias)
+    # A leaf enters through a view: during autograd.grad, autograd tells whether it will run a
+    # node only for inner nodes, not for a leaf's accumulator.
+    x, weight, bias = (t.view_as(t) if t is not None and t.is_leaf and t.requires_grad else t
+                       for t in (x, weight, bias))
+    return _Convolution.apply(x, weight, bias, geometry)
+
+
+class _Convolution(torch.autograd.Function):
+    """y = conv(x, weight) + bias; backward: dL/dx by the adjoint convolution, dL/dweight and
+    dL/dbias by the weight-gradient kernel, each only if this backward pass uses it."""
+
+    @staticmethod
+    def forward(x, weight, bias, geometry):
+        return geometry.run(x, weight, bias)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, weight, bias, geometry = inputs
+        ctx.save_for_backward(x, weight)
+        ctx.geometry, ctx.has_bias, ctx.y_shape = geometry, bias is not None, output.shape
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        x, weight = ctx.saved_tensors
+        # next_functions: (x, weight[, bias]) - a None bias has no entry
+        want = [needed and node is not None and torch._C._will_engine_execute_node(node)
+                for needed, (node, _) in zip(ctx.needs_input_grad, ctx.next_functions)] + [False]
+        grad_x = grad_w = grad_b = None
+        if want[0]:
+            adjoint = ctx.geometry.adjoint(x.shape, ctx.y_shape, tuple(weight.shape[2:]))
+            grad_x = convolution(grad_y, weight, None, adjoint)
+        if want[1] or want[2]:  # with create_graph this runs differentiably (native double backward)
+            grad_w, grad_b = ctx.geometry.weight_gradient(grad_y, x, weight, ctx.has_bias, (want[1], want[2]))
+        return grad_x, grad_w, grad_b, None
+
+
+class Conv2d(nn.Conv2d):
+    """``nn.Conv2d`` (same parameters and state dict) on the fallback-free ``convolution``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return convolution(x, self.weight, self.bias, self.geometry)
+
+    @property
+    def geometry(self) -> Geometry:
+        if self.padding_mode != "zeros":
+            raise ValueError(f"fisherae Conv2d supports padding_mode='zeros' only, got {self.padding_mode!r}")
+        padding = self.padding
+        if isinstance(padding, str):  # 'valid', or 'same' with an odd span (symmetric padding)
+            spans = [d * (k - 1) for d, k in zip(self.dilation, self.kernel_size)]
+            if padding == "same" and any(span % 2 for span in spans):
+                raise ValueError("fisherae Conv2d: padding='same' needs an odd kernel span (symmetric padding)")
+            padding = tuple(span // 2 for span in spans) if padding == "same" else (0, 0)
+        return Geometry(False, self.stride, padding, self.dilation, (0, 0), self.groups)
+
+
+class ConvTranspose2d(nn.ConvTranspose2d):
+    """``nn.ConvTranspose2d`` (same parameters and state dict) on the fallback-free ``convolution``."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if any(op >= s for op, s in zip(self.output_padding, self.stride)) or self.padding_mode != "zeros":
+            raise ValueError("fisherae ConvTranspose2d needs output_padding < stride and padding_mode='zeros'")
+
+    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        if output_size is not None:
+            raise ValueError("fisherae ConvTranspose2d takes no output_size: set output_padding instead")
+        geometry = Geometry(True, self.stride, self.padding, self.dilation, self.output_padding, self.groups)
+        return convolution(x, self.weight, self.bias, geometry)

@@ -1,0 +1,147 @@
+"""The training step: eager on the CPU equals the plain loss-backward-Adam step; on a GPU
+(skipped without one) the CUDA-graph step equals the eager step, runs no fallback convolution
+kernel, and a run resumes across the two modes."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from fisherae import convolutions
+from fisherae.capture import GraphedStep
+from fisherae.config import validate_config
+from fisherae.losses import fisher_ae_loss, vae_loss, wae_adversary_loss, wae_autoencoder_loss, wae_encode
+from fisherae.models import ModelSpec
+from fisherae.training import TrainingStep, _load_optimiser, train
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+def _config(**training):
+    return validate_config({"seeds": [0], "datasets": {"mnist": {"source": "embedded", "n_train": 200, "width": 4}},
+                            "models": {"fisher": {"method": "fisher_ae", "prior": "polynomial"}},
+                            "training": training})
+
+
+SETTINGS = _config(lr=1e-3)["training"]
+EXTRA = {"fisher_ae": {"n_samples": 2, "decoder_var": 1.0, "fisher_variant": "exact"},
+         "vae": {"n_samples": 1, "decoder_var": 1.0},
+         "wae_gan": {"wae_lambda": 10.0, "stochastic_encoder": True}}
+PRIOR = {"fisher_ae": "polynomial", "vae": "gaussian", "wae_gan": "gaussian"}
+
+
+def _training_step(method, device, mode, width=4, seed=0):
+    torch.manual_seed(seed)
+    spec = ModelSpec(method, "mnist", PRIOR[method], 3, width, 4, True, EXTRA[method])
+    step = TrainingStep(spec, {**SETTINGS, "step_mode": mode}, torch.device(device))
+    step.generator.manual_seed(seed)
+    return step
+
+
+def _batches(device, sizes=(16, 16, 16, 16, 16, 16, 9, 16), seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.rand(n, 1, 28, 28, generator=gen).to(device) for n in sizes]
+
+
+def _plain_step(step, x, noise):
+    """The step written out: loss, backward, Adam, with the same draws."""
+    model, extra = step.model, step.model.spec.extra
+    optimisers = step.optimisers
+    if model.spec.method == "wae_gan":
+        z_prior, eps = noise
+        z = wae_encode(model.encoder, x, True, eps=eps)
+        optimisers["adversary"].zero_grad()
+        wae_adversary_loss(model.adversary, z_prior, z).backward()
+        optimisers["adversary"].step()
+        optimisers["autoencoder"].zero_grad()
+        wae_autoencoder_loss(model.decoder, model.adversary, x, z, extra["wae_lambda"]).loss.backward(
+            inputs=[p for p in optimisers["autoencoder"].param_groups[0]["params"]])
+        optimisers["autoencoder"].step()
+        return
+    loss = (fisher_ae_loss(model.encoder, model.decoder, model.prior, x, eps=noise[0])
+            if model.spec.method == "fisher_ae" else vae_loss(model.encoder, model.decoder, model.prior, x,
+                                                            eps=noise[0])).loss
+    optimisers["autoencoder"].zero_grad()
+    loss.backward()
+    optimisers["autoencoder"].step()
+
+
+@pytest.mark.parametrize("method", ["fisher_ae", "vae", "wae_gan"])
+def test_the_eager_step_is_the_plain_step(method):
+    ours, plain = _training_step(method, "cpu", "eager"), _training_step(method, "cpu", "eager")
+    for x in _batches("cpu", sizes=(8, 8, 5)):
+        row = ours(x)
+        _plain_step(plain, x, plain._draw(len(x)))
+    assert len(row) == len(ours.names) and torch.isfinite(row).all()
+    assert [n for n in ours.names if not n.startswith("grad ")][0] == "loss"
+    for (name, a), b in zip(ours.model.state_dict().items(), plain.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7, msg=name)
+
+
+def test_step_modes_are_checked():
+    with pytest.raises(ValueError, match="unknown step mode 'fast'"):
+        GraphedStep(lambda x: x, torch.device("cpu"), "fast")
+    with pytest.raises(ValueError, match="'cuda_graph' needs a CUDA device"):
+        GraphedStep(lambda x: x, torch.device("cpu"), "cuda_graph")
+    step = GraphedStep(lambda x: 2 * x, torch.device("cpu"), "auto")
+    assert step.mode == "eager" and torch.equal(step(torch.ones(2)), 2 * torch.ones(2))
+
+
+# --- on a GPU ----------------------------------------------------------------------------------
+
+@cuda
+@pytest.mark.parametrize("method", ["fisher_ae", "vae", "wae_gan"])
+def test_the_cuda_graph_step_equals_the_eager_step(method):
+    """Step by step from the same state and draws: 3 warm-up steps, the capture, replays, a
+    smaller batch (eager), a replay. (Whole trajectories drift apart from the rounding of one
+    step, as float training runs do; one step must agree to rounding.)"""
+    graph, eager = _training_step(method, "cuda", "cuda_graph"), _training_step(method, "cuda", "eager")
+    for x in _batches("cuda"):
+        eager.model.load_state_dict(graph.model.state_dict())
+        for name, optimiser in eager.optimisers.items():
+            _load_optimiser(optimiser, copy.deepcopy(graph.optimisers[name].state_dict()), capturable=True)
+        rows = graph(x).clone(), eager(x).clone()
+        torch.testing.assert_close(rows[0], rows[1], rtol=1e-4, atol=1e-5)
+        for (name, a), b in zip(graph.model.state_dict().items(), eager.model.state_dict().values()):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+    assert graph.graph.mode == "cuda_graph" and graph.graph.graph is not None
+
+
+def _cuda_kernels(step, x):
+    from torch.profiler import ProfilerActivity, profile
+
+    step(x), step(x)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        step(x)
+        torch.cuda.synchronize()
+    return {event.name for event in prof.events()}
+
+
+@cuda
+@pytest.mark.parametrize("dataset", ["mnist", "celeba"])
+def test_no_fallback_kernel_in_a_fisher_step_on_the_gpu(dataset, monkeypatch):
+    def fallback_kernels():
+        torch.manual_seed(0)
+        spec = ModelSpec("fisher_ae", dataset, "polynomial", None, 8, 5, False, EXTRA["fisher_ae"])
+        step = TrainingStep(spec, {**SETTINGS, "step_mode": "eager"}, torch.device("cuda"))
+        shape = (1, 28, 28) if dataset == "mnist" else (3, 64, 64)
+        kernels = _cuda_kernels(step, torch.rand(16, *shape, device="cuda"))
+        return sorted(k for k in kernels if "im2col" in k or "col2im" in k or "slow_conv" in k or "vol2col" in k)
+
+    assert fallback_kernels() == []
+    monkeypatch.setattr(convolutions.Conv2d, "forward", nn.Conv2d.forward)
+    monkeypatch.setattr(convolutions.ConvTranspose2d, "forward", nn.ConvTranspose2d.forward)
+    if dataset == "celeba":  # the transposed convolutions with output padding: the native double backward falls back
+        assert fallback_kernels() != []
+
+
+@cuda
+def test_a_run_resumes_across_step_modes(tmp_path):
+    config = _config(epochs=1, batch_size=32, step_mode="eager")
+    train(config, "mnist", "fisher", 0, tmp_path, "cuda", progress=False)
+    resumed = copy.deepcopy(config)
+    resumed["training"].update(epochs=2, step_mode="auto")
+    train(resumed, "mnist", "fisher", 0, tmp_path, "cuda", progress=False)
+    log = (tmp_path / "train.log").read_text().splitlines()
+    assert "step: eager" in log[0] and "step: cuda_graph" in log[1], log
