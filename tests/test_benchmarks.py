@@ -1,0 +1,36 @@
+"""The benchmark scripts behind BENCHMARKS.md still run (tiny settings; nothing is timed here)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _bench(script: str, *args: str) -> str:
+    result = subprocess.run([sys.executable, f"benchmarks/{script}", *args], cwd=REPO, capture_output=True,
+                            text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_bench_step_prints_a_row_per_step_and_the_baseline():
+    out = _bench("bench_step.py", "--device", "cpu", "--threads", "1", "--nets", "mnist", "--widths", "2",
+                 "--repeats", "1", "--warmup", "1", "--methods", "vae", "fisher_ae", "--batch", "8")
+    rows = [line.split() for line in out.splitlines() if line.strip().startswith("mnist")]
+    assert [row[2:4] for row in rows] == [["vae", "eager"], ["fisher_ae", "eager"], ["fisher_ae", "eager"]]
+    assert out.splitlines()[-1].split()[4:6] == ["native", "conv"]
+
+
+def test_bench_epoch_projects_the_config():
+    out = _bench("bench_epoch.py", "--config", "config/smoke.yaml", "--datasets", "mnist", "--models", "vae",
+                 "--batches", "2", "--bare-steps", "1")
+    assert "mnist vae" in " ".join(out.split()) and "projected training wall time of config/smoke.yaml" in out
+
+
+@pytest.mark.parametrize("sets", ["1", "3"])
+def test_bench_svgd_runs(sets):
+    out = _bench("bench_svgd.py", "--threads", "1", "--steps", "20", "--particles", "40", "--sets", sets)
+    assert "ms/step" in out
