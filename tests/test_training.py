@@ -222,6 +222,27 @@ def test_non_finite_gradient_stops_with_a_clear_error(tmp_path, monkeypatch):
     assert not (tmp_path / "model.pt").exists() and not (tmp_path / "checkpoint.pt").exists()
 
 
+def test_a_non_finite_term_between_checks_is_named_by_its_batch(tmp_path, monkeypatch):
+    """The ledger is read every CHECK_EVERY batches: a NaN at batch 5 found at the check after
+    batch 6 (or at the epoch's end) still names batch 5, and nothing is saved."""
+    monkeypatch.setattr(training, "CHECK_EVERY", 3)
+    real_loss, calls = training.vae_loss, []
+
+    def poisoned(*args, **kwargs):
+        terms = real_loss(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 5:
+            terms.kl = terms.kl * float("nan")
+            terms.loss = (terms.reconstruction + terms.kl).mean()
+        return terms
+
+    monkeypatch.setattr(training, "vae_loss", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"epoch 1, batch 5: the kl term is nan"):
+        train(make_config(n_train=8 * 32), "mnist", "vae", 0, tmp_path, "cpu", progress=False)
+    assert len(calls) == 6, "training should stop at the first check after the bad batch"
+    assert not (tmp_path / "checkpoint.pt").exists() and not (tmp_path / "model.pt").exists()
+
+
 def test_config_errors_name_the_key():
     config = make_config()
     with pytest.raises(ConfigError, match=r"models: no entry 'fisher' .*fisher_ae_gauss, fisher_ae_poly, vae, wae_gan"):
