@@ -5,7 +5,7 @@
 # Every rule calls `python -m fisherae ...` (docs/cli.md); this file only wires paths.
 from snakemake.utils import min_version, validate
 
-from fisherae.config import validate_config
+from fisherae.config import coerce_config, validate_config
 
 min_version("9.0")
 
@@ -15,9 +15,16 @@ if not workflow.overwrite_configfiles:
     configfile: "config/smoke.yaml"
 
 
+# Numbers that reached the config as strings (`lr: 1e-3` in YAML 1.1, the items of
+# `--config 'seeds=[0,1,2]'`) become numbers where the schema asks for one.
+_coerced = coerce_config(dict(config))
+config.clear()
+config.update(_coerced)
 # One schema (src/fisherae/schemas, linked from workflow/schemas): the package's check names the
-# bad key plainly; Snakemake's fills in the defaults.
-validate_config(config, " + ".join(map(str, workflow.configfiles)) or "config")
+# bad key plainly, and whether it came from a config file or from --config; Snakemake's fills
+# in the defaults.
+validate_config(config, " + ".join(map(str, workflow.configfiles)) or "config",
+                command_line=dict(workflow.config_settings.config or {}))
 validate(config, "workflow/schemas/config.schema.json")
 
 

@@ -472,3 +472,68 @@ def test_tensor_batches_live_on_the_device(device):
     assert floats.images.dtype == torch.float32
     for (x, _), (x_ref, _) in zip(floats.epoch(7), reference):
         assert x.device.type == device and torch.equal(x.cpu(), x_ref)
+
+
+# --- MNIST files that are there but damaged (issue 10, item 6/8) -------------------------------
+
+def _fake_mnist_tree(root: Path) -> Path:
+    """ROOT/MNIST/raw holding the four real MNIST files as links to ../shared (copy to change one)."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in fisherae.data.MNIST_FILES:
+        (raw / name).symlink_to((SHARED_DATA / "MNIST" / "raw" / name).resolve())
+    return raw
+
+
+def _replace(path: Path, data: bytes) -> None:
+    path.unlink()
+    path.write_bytes(data)
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "MNIST" / "raw").is_dir(), reason="needs ../shared/data/MNIST/raw")
+def test_truncated_mnist_file_is_named_with_its_size_and_the_fix(tmp_path):
+    raw = _fake_mnist_tree(tmp_path)
+    name = "t10k-images-idx3-ubyte"
+    _replace(raw / name, (raw / name).read_bytes()[:1000])
+    with pytest.raises(DataError) as err:
+        load_split("mnist", _cfg("torchvision", root=str(tmp_path)), "test")
+    message = str(err.value)
+    assert str(raw / name) in message and "is 1000 bytes" in message and "7840016 bytes" in message
+    assert "not found" not in message and "train-images-idx3-ubyte" not in message
+    assert "delete it" in message and "download: true" in message
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "MNIST" / "raw").is_dir(), reason="needs ../shared/data/MNIST/raw")
+def test_mnist_file_with_a_bad_header_is_named(tmp_path):
+    raw = _fake_mnist_tree(tmp_path)
+    labels = raw / "train-labels-idx1-ubyte"
+    data = labels.read_bytes()
+    _replace(labels, b"\x00\x00\x08\x03" + data[4:])  # an images magic number on a labels file
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte starts with 0x00000803, not the idx magic "
+                                        r"number 0x00000801 of labels"):
+        load_split("mnist", _cfg("torchvision", root=str(tmp_path)), "train")
+    _replace(labels, data[:4] + (1234).to_bytes(4, "big") + data[8:])
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte holds 1234 labels by its header; an MNIST idx "
+                                        r"file of 60000 labels holds 60000"):
+        load_split("mnist", _cfg("torchvision", root=str(tmp_path)), "train")
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "MNIST" / "raw").is_dir(), reason="needs ../shared/data/MNIST/raw")
+def test_mnist_not_found_lists_only_the_missing_files(tmp_path):
+    raw = _fake_mnist_tree(tmp_path)
+    (raw / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(DataError) as err:
+        load_split("mnist", _cfg("torchvision", root=str(tmp_path)), "test")
+    message = str(err.value)
+    assert "not found" in message and str(raw / "t10k-labels-idx1-ubyte") in message
+    assert "train-images-idx3-ubyte" not in message and "t10k-images-idx3-ubyte" not in message
+
+
+def test_mnist_file_problem_accepts_a_well_formed_small_header(tmp_path):
+    """The size check itself, on a fake file: right header and size pass, one byte short fails."""
+    path = tmp_path / "labels"
+    path.write_bytes(b"\x00\x00\x08\x01" + (3).to_bytes(4, "big") + bytes([1, 2, 3]))
+    assert fisherae.data.mnist_file_problem(path, "labels", 3) is None
+    path.write_bytes(path.read_bytes()[:-1])
+    assert fisherae.data.mnist_file_problem(path, "labels", 3) == \
+        "is 10 bytes; an MNIST idx file of 3 labels is 11 bytes (truncated)"

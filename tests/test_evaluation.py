@@ -235,3 +235,29 @@ def test_latent_command_and_figures(workspace):
         assert_real_image(out, min_size=(400, 300))
         data = pd.read_csv(out.with_suffix(".csv"))
         assert set(data["model"]) == set(MODELS), figure
+
+
+def test_training_checkpoint_passed_as_model_names_the_model_file(workspace, capsys):
+    """--checkpoint .../checkpoint.pt (the state training resumes from) points at model.pt beside it."""
+    checkpoint = workspace / "mnist" / "vae" / "checkpoint.pt"
+    torch.save({"format": "fisherae-checkpoint-v1", "epoch": 3, "model": {}}, checkpoint)
+    out = workspace / "sweeps" / "from_checkpoint.csv"
+    code = cli(workspace, "noise-sweep", "--dataset", "mnist", "--checkpoint", str(checkpoint), "--model", "vae",
+               "--seed", "0", "--out", str(out))
+    err = capsys.readouterr().err
+    assert code == 2 and not out.exists()
+    assert "training checkpoint" in err and f"pass --checkpoint {workspace / 'mnist' / 'vae' / 'model.pt'}" in err
+    assert "retrain" not in err
+
+
+def test_training_checkpoint_without_model_says_to_finish_training(tmp_path):
+    from fisherae.checkpoint import CheckpointError, load_model
+
+    checkpoint = tmp_path / "run" / "checkpoint.pt"
+    checkpoint.parent.mkdir()
+    torch.save({"format": "fisherae-checkpoint-v1", "epoch": 2, "model": {}}, checkpoint)
+    with pytest.raises(CheckpointError) as err:
+        load_model(checkpoint)
+    message = str(err.value)
+    assert "after epoch 2" in message and str(tmp_path / "run" / "model.pt") in message
+    assert "does not exist yet" in message and "rerunning" in message and f"--outdir {tmp_path / 'run'}" in message

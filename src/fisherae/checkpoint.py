@@ -21,6 +21,9 @@ from fisherae.cli import UserError
 from fisherae.models import AutoEncoder, ModelSpec
 
 MODEL_FORMAT = "fisherae-model-v1"
+# The files of a training run (fisherae.training writes them): the resumable state after every
+# epoch, in its own format, and the final model file.
+CHECKPOINT_FORMAT, CHECKPOINT_FILE, MODEL_FILE = "fisherae-checkpoint-v1", "checkpoint.pt", "model.pt"
 RETRAIN = "retrain it with `python -m fisherae train --config CFG --dataset D --model M --seed S --outdir DIR`"
 
 
@@ -103,11 +106,26 @@ def load_model(path: str | Path, map_location: Any = "cpu") -> AutoEncoder:
 def load_model_payload(path: str | Path, map_location: Any = "cpu") -> dict:
     """The checked dict behind ``model.pt``: format, spec, state_dict and metadata."""
     payload = torch_load(path, "model file", RETRAIN, map_location)
+    if payload.get("format") == CHECKPOINT_FORMAT:
+        raise CheckpointError(_training_checkpoint_message(Path(path), payload))
     if payload.get("format") != MODEL_FORMAT or not {"spec", "state_dict"} <= payload.keys():
         raise CheckpointError(f"model file {path} is not a fisherae model (format {payload.get('format')!r}, "
                               f"expected {MODEL_FORMAT!r}); {RETRAIN}")
     return payload
 
+
+def _training_checkpoint_message(path: Path, payload: dict) -> str:
+    """Why a training checkpoint is not a model file, and which file to pass instead."""
+    epoch = payload.get("epoch")
+    at = f" (after epoch {epoch})" if isinstance(epoch, int) else ""
+    model = path.parent / MODEL_FILE
+    head = (f"{path} is a training checkpoint{at} ({CHECKPOINT_FORMAT}, the state `train` resumes "
+            f"from), not a model file")
+    if model.is_file():
+        return f"{head}; pass --checkpoint {model}, the model file training wrote beside it"
+    return (f"{head}; the model file {model} does not exist yet because training has not finished: finish it "
+            f"by rerunning the same `python -m fisherae train ... --outdir {path.parent}` command (it resumes from "
+            f"this checkpoint), then pass --checkpoint {model}")
 
 
 def _check_plain(value: Any, where: str) -> None:

@@ -203,21 +203,79 @@ def _images_dataset(images: torch.Tensor, labels: torch.Tensor) -> TensorDataset
 
 # --- MNIST ---------------------------------------------------------------------------------
 
+# The four idx files of torchvision's MNIST layout (ROOT/MNIST/raw): name -> (split, kind, count).
+MNIST_FILES = {"train-images-idx3-ubyte": ("train", "images", 60000),
+               "train-labels-idx1-ubyte": ("train", "labels", 60000),
+               "t10k-images-idx3-ubyte": ("test", "images", 10000),
+               "t10k-labels-idx1-ubyte": ("test", "labels", 10000)}
+_IDX = {"images": (0x00000803, 16, 28 * 28), "labels": (0x00000801, 8, 1)}  # magic, header bytes, bytes per item
+
+
+def mnist_file_problem(path: Path, kind: str, count: int) -> str | None:
+    """What is wrong with the MNIST idx file ``path`` of ``count`` ``kind`` (None: it looks
+    right). Checks its size and its header (magic number, item count, 28x28 images), not
+    the pixels."""
+    magic, header, per_item = _IDX[kind]
+    what = f"an MNIST idx file of {count} " + ("28x28 images" if kind == "images" else "labels")
+    expected = header + count * per_item
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(header)
+    if len(head) >= 4 and struct.unpack(">I", head[:4])[0] != magic:
+        found = struct.unpack(">I", head[:4])[0]
+        gz = " (it looks gzip-compressed: unpack it with gunzip)" if head[:2] == b"\x1f\x8b" else ""
+        return f"starts with 0x{found:08x}, not the idx magic number 0x{magic:08x} of {kind}{gz}"
+    if len(head) >= 8 and struct.unpack(">I", head[4:8])[0] != count:
+        return f"holds {struct.unpack('>I', head[4:8])[0]} {kind} by its header; {what} holds {count}"
+    if kind == "images" and len(head) == header and struct.unpack(">II", head[8:16]) != (28, 28):
+        rows, cols = struct.unpack(">II", head[8:16])
+        return f"holds {rows}x{cols} images by its header; MNIST images are 28x28"
+    if size != expected:
+        return f"is {size} bytes; {what} is {expected} bytes" + (" (truncated)" if size < expected else "")
+    return None
+
+
+def _check_mnist_files(root: Path, download: bool) -> None:
+    """DataError naming each MNIST file under ``root`` that is missing (unless it is to be
+    downloaded) or truncated or corrupt, and what to do about it."""
+    raw = root / "MNIST" / "raw"
+    missing = [raw / name for name in MNIST_FILES if not (raw / name).is_file()]
+    if missing and not download:
+        raise DataError(f"MNIST not found under datasets.mnist.root = {root}: missing "
+                        f"{', '.join(map(str, missing))}; point datasets.mnist.root at the folder that holds "
+                        "MNIST/raw/, or set datasets.mnist.download: true to fetch them")
+    bad = []
+    for name, (_, kind, count) in MNIST_FILES.items():
+        path = raw / name
+        if path.is_file():
+            try:
+                problem = mnist_file_problem(path, kind, count)
+            except OSError as err:
+                problem = f"cannot be read ({err.strerror or err})"
+            if problem:
+                bad.append(f"{path} {problem}")
+    if bad:
+        remedy = ("delete it and rerun to download it again" if download else
+                  "replace it with a complete copy, or delete it and set datasets.mnist.download: true "
+                  "to download it again")
+        raise DataError("MNIST file(s) damaged: " + "; ".join(bad) + f"; {remedy}")
+
+
 def _mnist_torchvision(cfg: dict, split: str) -> Dataset:
     """torchvision's MNIST from ``cfg['root']`` (ROOT/MNIST/raw/*-ubyte), downloaded if asked."""
     from torchvision.datasets import MNIST
 
     root = Path(cfg["root"])
-    files = [str(root / "MNIST" / "raw" / os.path.splitext(os.path.basename(url))[0]) for url, _ in MNIST.resources]
+    _check_mnist_files(root, cfg["download"])  # a missing or damaged file named, before torchvision reads
+    files = [str(root / "MNIST" / "raw" / name) for name in MNIST_FILES]
     try:
         mnist = MNIST(str(root), train=split == "train", download=cfg["download"])
     except RuntimeError as err:
         if cfg["download"]:
             raise DataError(f"could not download MNIST into {root}/MNIST/raw ({err}); place the files "
                             f"{', '.join(files)} there by hand and set datasets.mnist.download: false") from err
-        raise DataError(f"MNIST not found under datasets.mnist.root = {root}: expected the files "
-                        f"{', '.join(files)}; point datasets.mnist.root at the folder that holds MNIST/raw/, "
-                        "or set datasets.mnist.download: true to fetch them") from err
+        raise DataError(f"could not read MNIST under datasets.mnist.root = {root} ({err}); check the files "
+                        f"{', '.join(files)}") from err
     return _images_dataset(mnist.data.unsqueeze(1), mnist.targets)
 
 

@@ -34,7 +34,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from fisherae.checkpoint import atomic_torch_save, atomic_write_text, save_model, torch_load
+from fisherae.checkpoint import (CHECKPOINT_FILE, CHECKPOINT_FORMAT, MODEL_FILE, atomic_torch_save, atomic_write_text,
+                                 save_model, torch_load)
 from fisherae.cli import UserError
 from fisherae.config import ConfigError
 from fisherae.capture import GraphedStep
@@ -45,8 +46,7 @@ from fisherae.losses import fisher_ae_loss, vae_loss, wae_adversary_loss, wae_au
 from fisherae.models import AutoEncoder, ModelSpec
 from fisherae.priors import build_prior
 
-CHECKPOINT_FORMAT = "fisherae-checkpoint-v1"
-MODEL_FILE, CHECKPOINT_FILE, METRICS_FILE, LOG_FILE = "model.pt", "checkpoint.pt", "metrics.csv", "train.log"
+METRICS_FILE, LOG_FILE = "metrics.csv", "train.log"
 # Keys that do not change what is trained: where the data lives, how long, how fast.
 _IRRELEVANT = {"datasets": ("root", "download"), "models": ("label",),
                "training": ("epochs", "num_workers", "threads", "step_mode")}

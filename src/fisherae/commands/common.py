@@ -12,7 +12,8 @@ def add_model_arguments(parser, seed_required: bool = True) -> None:
     """--config, --dataset, --checkpoint, --model and --seed of a command that reads one model."""
     parser.add_argument("--config", required=True, help="YAML config (see config/*.yaml)")
     parser.add_argument("--dataset", required=True, help="a key of the config's datasets")
-    parser.add_argument("--checkpoint", required=True, help="model.pt written by `train`")
+    parser.add_argument("--checkpoint", required=True,
+                        help="model.pt written by `train` (not its checkpoint.pt, the state training resumes from)")
     parser.add_argument("--model", required=True, help="a key of the config's models")
     parser.add_argument("--seed", type=int, required=seed_required, help="the model's training seed")
 
