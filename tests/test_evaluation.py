@@ -3,6 +3,7 @@ on tiny checkpoints and the embedded data."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -16,6 +17,7 @@ from torch.utils.data import TensorDataset
 
 from fisherae.checkpoint import save_model
 from fisherae.cli import main
+from fisherae.config import load_config
 from fisherae.evaluation import (SWEEP_COLUMNS, batch_noise, grid_sections, noise_sweep, normalise_by_clean,
                                  per_image_bce, per_image_mse, tile)
 from fisherae.latent import NMI_COLUMNS
@@ -261,3 +263,28 @@ def test_training_checkpoint_without_model_says_to_finish_training(tmp_path):
     message = str(err.value)
     assert "after epoch 2" in message and str(tmp_path / "run" / "model.pt") in message
     assert "does not exist yet" in message and "rerunning" in message and f"--outdir {tmp_path / 'run'}" in message
+
+
+def test_a_model_trained_under_other_settings_is_refused_naming_each(tmp_path, capsys):
+    """A model trained by `train` records its settings; evaluating it under a config that would
+    train it otherwise (here: another lr and epoch count) names each difference."""
+    from fisherae.training import train
+
+    config = copy.deepcopy(CONFIG)
+    config["datasets"]["mnist"]["n_train"] = 32
+    config["training"].update(epochs=1, batch_size=16, lr=1e-3)
+    (tmp_path / "trained.yaml").write_text(yaml.safe_dump(config))
+    model = train(load_config(tmp_path / "trained.yaml"), "mnist", "vae", 0, tmp_path / "run", "cpu", progress=False)
+    other = copy.deepcopy(config)
+    other["training"].update(epochs=2, lr=2e-3)
+    (tmp_path / "other.yaml").write_text(yaml.safe_dump(other))
+    out = tmp_path / "sweep.csv"
+    for name, expected in (("trained.yaml", 0), ("other.yaml", 2)):
+        code = main(["noise-sweep", "--config", str(tmp_path / name), "--dataset", "mnist", "--checkpoint", str(model),
+                     "--model", "vae", "--seed", "0", "--out", str(out)])
+        assert code == expected
+    err = capsys.readouterr().err
+    assert "training.lr (0.001 -> 0.002)" in err and "training.epochs (1 -> 2)" in err and "other.yaml" in err
+    code = main(["noise-sweep", "--config", str(tmp_path / "trained.yaml"), "--dataset", "mnist", "--checkpoint",
+                 str(model), "--model", "vae", "--seed", "1", "--out", str(out)])
+    assert code == 2 and "seed (0 -> 1)" in capsys.readouterr().err

@@ -93,7 +93,11 @@ def save_model(path: str | Path, model: AutoEncoder, metadata: dict) -> Path:
 
 def load_model(path: str | Path, map_location: Any = "cpu") -> AutoEncoder:
     """Rebuild the AutoEncoder saved by ``save_model`` at ``path``, in eval mode."""
-    payload = load_model_payload(path, map_location)
+    return model_from_payload(load_model_payload(path, map_location), path, map_location)
+
+
+def model_from_payload(payload: dict, path: str | Path, map_location: Any = "cpu") -> AutoEncoder:
+    """The AutoEncoder of a checked model-file ``payload`` (read from ``path``), in eval mode."""
     try:
         model = AutoEncoder(ModelSpec(**payload["spec"]))
         model.load_state_dict(payload["state_dict"])

@@ -114,6 +114,21 @@ def relevant_config(config: dict, dataset: str, model: str, seed: int) -> dict:
             "seed": seed}
 
 
+def trained_differences(config: dict, metadata: dict, dataset: str, model: str, seed: int | None = None) -> list[str]:
+    """The training settings (dotted keys, "model's value -> config's value") in which the model
+    whose file ``metadata`` this is differs from what ``config`` trains as ``model`` on
+    ``dataset`` with ``seed`` (None: the model's own seed); the epochs count too. A model file
+    saved without training settings (built by hand, not by ``train``) is not checked."""
+    stored = metadata.get("training_config")
+    if not isinstance(stored, dict):
+        return []
+    expected = relevant_config(config, dataset, model, stored.get("seed") if seed is None else seed)
+    changed = _differences(stored, expected)
+    if metadata.get("epochs") != config["training"]["epochs"]:
+        changed.append(f"training.epochs ({metadata.get('epochs')!r} -> {config['training']['epochs']!r})")
+    return changed
+
+
 def epoch_seeds(seed: int, epoch: int) -> tuple[int, int]:
     """Independent seeds of the global RNGs and of the data order in ``epoch`` (1-based)
     of a run with ``seed``."""

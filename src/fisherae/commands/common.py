@@ -22,12 +22,13 @@ def load_config_and_model(args):
     """(config, model): the validated config and the checkpoint, checked against --dataset/--model."""
     import torch
 
-    from fisherae.checkpoint import load_model
+    from fisherae.checkpoint import load_model_payload, model_from_payload
     from fisherae.training import model_spec
 
     config = load_config(args.config)
     expected = model_spec(config, args.dataset, args.model)  # names valid keys
-    model = load_model(args.checkpoint)
+    payload = load_model_payload(args.checkpoint)
+    model = model_from_payload(payload, args.checkpoint)
     got = model.spec
     fields = ("dataset", "method", "prior", "latent")
     if any(getattr(got, f) != getattr(expected, f) for f in fields):
@@ -36,8 +37,24 @@ def load_config_and_model(args):
         raise UserError(f"checkpoint {args.checkpoint} holds a model with {describe(got)}, but --dataset "
                         f"{args.dataset} --model {args.model} in {args.config} means {describe(expected)}; "
                         "pass the checkpoint trained for this data set and model")
+    refuse_other_training(config, payload.get("metadata", {}), args.checkpoint, args.config, args.dataset,
+                          args.model, args.seed)
     torch.set_num_threads(config["training"]["threads"])
     return config, model
+
+
+def refuse_other_training(config: dict, metadata: dict, checkpoint: str, config_path: str, dataset: str, model: str,
+                          seed: int | None) -> None:
+    """UserError naming each training setting in which the model file differs from the config's."""
+    from fisherae.training import trained_differences
+
+    changed = trained_differences(config, metadata, dataset, model, seed)
+    if changed:
+        raise UserError(f"checkpoint {checkpoint} was trained with other settings than {config_path} gives "
+                        f"{dataset}/{model}" + (f" seed {seed}" if seed is not None else "")
+                        + f": {', '.join(changed)} (the model's value -> the config's); evaluate it with the "
+                        "config it was trained with (a pipeline run keeps it as <results>/config.yaml), "
+                        "or pass the model trained under this config")
 
 
 def require_mnist(args, why: str) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from fisherae.cli import UserError, command
-from fisherae.commands.common import write_csv
+from fisherae.commands.common import refuse_other_training, write_csv
 
 REPORT_COLUMNS = ["dataset", "model", "seed", "dim", "method", "normalisable", "problem", "n", "seconds",
                   "ks", "ks_pvalue", "w1", "mean", "sd", "escape_region", "escaping_start", "escaping_half",
@@ -36,15 +36,20 @@ RUNAWAY_FRACTION = 0.01  # more particles than this past the escape point: the s
 def run_sample(args) -> None:
     import torch
 
-    from fisherae.checkpoint import atomic_write, load_model, load_model_payload
+    from fisherae.checkpoint import atomic_write, load_model_payload, model_from_payload
     from fisherae.config import load_config
     from fisherae.devices import acquire_device
     from fisherae.sampling import (SVGDDivergedError, drift_diagnostics, not_normalisable_message, sample_latents,
                                    unnormalisable_dims)
 
     config = load_config(args.config)
-    model = load_model(args.checkpoint)
-    meta = load_model_payload(args.checkpoint).get("metadata", {})
+    payload = load_model_payload(args.checkpoint)
+    model, meta = model_from_payload(payload, args.checkpoint), payload.get("metadata", {})
+    if meta.get("model") not in config["models"]:
+        raise UserError(f"checkpoint {args.checkpoint} holds model {meta.get('model')!r}, which {args.config} does "
+                        f"not define (models: {', '.join(sorted(config['models']))}); pass the config it was "
+                        "trained with")
+    refuse_other_training(config, meta, args.checkpoint, args.config, meta.get("dataset"), meta["model"], None)
     torch.set_num_threads(config["training"]["threads"])
     sampling, fid = config["evaluation"]["sampling"], config["evaluation"]["fid"]
     prior = model.prior
