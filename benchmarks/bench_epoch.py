@@ -32,13 +32,13 @@ import torch
 from fisherae.batches import TensorBatches
 from fisherae.config import load_config
 from fisherae.host_memory import keep_freed_memory
-from fisherae.data import EMBEDDED_FACES_TRAIN, EMBEDDED_MNIST_TRAIN_PER_CLASS, image_shape
+from fisherae.data import EMBEDDED_FACES_TRAIN, EMBEDDED_MNIST_TRAIN_PER_CLASS, MNIST_FILES, image_shape
 from fisherae import training
 from fisherae.training import _Run, model_spec
 
 # the train splits' sizes: torchvision's MNIST and CelebA, and the embedded stand-ins
-FULL_TRAIN = {("mnist", "torchvision"): 60000, ("celeba", "torchvision"): 162770,
-              ("mnist", "embedded"): 10 * EMBEDDED_MNIST_TRAIN_PER_CLASS, ("celeba", "embedded"): EMBEDDED_FACES_TRAIN}
+FULL_TRAIN = {("mnist", "torchvision"): MNIST_FILES["train-images-idx3-ubyte"][1],
+              ("celeba", "torchvision"): 162770, ("mnist", "embedded"): 10 * EMBEDDED_MNIST_TRAIN_PER_CLASS, ("celeba", "embedded"): EMBEDDED_FACES_TRAIN}
 
 
 def stand_in(dataset: str, n: int, batch_size: int, device: torch.device) -> TensorBatches:

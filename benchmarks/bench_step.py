@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import statistics
 import time
 
@@ -25,10 +26,10 @@ import torch
 from torch import nn
 
 from fisherae import convolutions
-from fisherae.config import load_config
+from fisherae.config import load_config, validate_config
 from fisherae.host_memory import keep_freed_memory
 from fisherae.models import ARCHITECTURES, ModelSpec
-from fisherae.training import TrainingStep
+from fisherae.training import TrainingStep, model_spec
 
 PRIORS = {"fisher_ae": "polynomial", "vae": "gaussian", "wae_gan": "gaussian"}
 
@@ -45,23 +46,23 @@ def native_convolutions(on: bool):
         convolutions.Conv2d.forward, convolutions.ConvTranspose2d.forward = saved
 
 
+def spec_of(config: dict, net: str, width: int, method: str) -> ModelSpec:
+    """The ModelSpec training builds for ``method`` (with the paper's prior) on ``net`` at ``width``
+    under ``config``'s settings."""
+    raw = copy.deepcopy(config)
+    raw["datasets"] = {net: {**config["datasets"].get(net, {"source": "embedded"}), "width": width}}
+    raw["models"] = {method: {"method": method, "prior": PRIORS[method]}}
+    return model_spec(validate_config(raw), net, method)
+
+
 class Row:
     """One timed step: a TrainingStep on a fixed batch."""
 
     def __init__(self, net: str, width: int, method: str, mode: str, native: bool, config: dict, batch: int,
                  device: torch.device):
         self.method, self.mode, self.native = method, mode, native
-        data = config["datasets"].get(net, {})
-        training = config["training"]
-        extra = {"fisher_ae": {"n_samples": training["n_samples"], "decoder_var": training["decoder_var"],
-                               "fisher_variant": "exact"},
-                 "vae": {"n_samples": training["n_samples"], "decoder_var": training["decoder_var"]},
-                 "wae_gan": {"wae_lambda": data.get("wae_lambda", 1.0),
-                             "stochastic_encoder": training["wae_gan"]["stochastic_encoder"]}}[method]
-        spec = ModelSpec(method, net, PRIORS[method], data.get("latent_dim"), width, training["poly_order"],
-                         training["poly_normalisable"], extra)
         torch.manual_seed(0)
-        self.step = TrainingStep(spec, {**training, "step_mode": mode}, device)
+        self.step = TrainingStep(spec_of(config, net, width, method), {**config["training"], "step_mode": mode}, device)
         self.step.generator.manual_seed(0)
         arch = ARCHITECTURES[net]
         self.x = torch.rand(batch, arch.channels, arch.size, arch.size, device=device)

@@ -16,20 +16,20 @@ import argparse
 import torch
 
 from fisherae.config import validate_config
-from fisherae.models import ModelSpec
-from fisherae.training import TrainingStep
+from fisherae.training import TrainingStep, model_spec
 
-EXTRA = {"fisher_ae": {"n_samples": 2, "decoder_var": 1.0, "fisher_variant": "exact"},
-         "vae": {"n_samples": 1, "decoder_var": 1.0}}
+N_SAMPLES = {"fisher_ae": 2, "vae": 1}  # L, the draws of z per image
 
 
 def copy_of(method: str, mode: str, capturable: bool) -> TrainingStep:
-    settings = validate_config({"seeds": [0], "datasets": {"mnist": {"source": "embedded"}},
-                                "models": {"m": {"method": "vae"}}, "training": {"lr": 1e-3}})["training"]
-    torch.manual_seed(0)
     prior = "polynomial" if method == "fisher_ae" else "gaussian"
-    step = TrainingStep(ModelSpec(method, "mnist", prior, 3, 4, 4, True, EXTRA[method]),
-                        {**settings, "step_mode": mode}, torch.device("cuda"))
+    config = validate_config({
+        "seeds": [0], "datasets": {"mnist": {"source": "embedded", "width": 4, "latent_dim": 3}},
+        "models": {method: {"method": method, "prior": prior}},
+        "training": {"lr": 1e-3, "poly_order": 4, "poly_normalisable": True, "n_samples": N_SAMPLES[method],
+                     "step_mode": mode}})
+    torch.manual_seed(0)
+    step = TrainingStep(model_spec(config, "mnist", method), config["training"], torch.device("cuda"))
     for optimiser in step.optimisers.values():
         for group in optimiser.param_groups:
             group["capturable"] = capturable
@@ -39,7 +39,7 @@ def copy_of(method: str, mode: str, capturable: bool) -> TrainingStep:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--methods", nargs="+", default=["vae", "fisher_ae"], choices=sorted(EXTRA))
+    parser.add_argument("--methods", nargs="+", default=["vae", "fisher_ae"], choices=sorted(N_SAMPLES))
     parser.add_argument("--steps", type=int, default=8)
     args = parser.parse_args()
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False

@@ -294,12 +294,17 @@ def test_unwritable_cache_folder_says_what_to_do(tmp_path, monkeypatch):
     assert str(_cache_file(tmp_path, "train")) in message and CACHE_DIR_ENV in message and "writable" in message
 
 
-def test_stale_cache_is_a_clear_error(tmp_path, monkeypatch):
-    _noisy_fake_celeba(tmp_path, monkeypatch)
-    cfg = _cfg("torchvision", root=str(tmp_path))
+def _built_cache(root: Path, monkeypatch) -> tuple[dict, Path, dict]:
+    """A fake CelebA tree whose train cache is built: (its config, the cache file, its contents)."""
+    _noisy_fake_celeba(root, monkeypatch)
+    cfg = _cfg("torchvision", root=str(root))
     load_split("celeba", cfg, "train")
-    path = _cache_file(tmp_path, "train")
-    payload = torch.load(path, weights_only=True)
+    path = _cache_file(root, "train")
+    return cfg, path, torch.load(path, weights_only=True)
+
+
+def test_stale_cache_is_a_clear_error(tmp_path, monkeypatch):
+    cfg, path, payload = _built_cache(tmp_path, monkeypatch)
     payload["meta"]["key"] = "0123456789abcdef"
     payload["meta"]["preprocessing"][1]["size"] = 32
     torch.save(payload, path)
@@ -319,11 +324,7 @@ def test_stale_cache_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_truncated_or_malformed_cache_is_a_clear_error(tmp_path, monkeypatch):
-    _noisy_fake_celeba(tmp_path, monkeypatch)
-    cfg = _cfg("torchvision", root=str(tmp_path))
-    load_split("celeba", cfg, "train")
-    path = _cache_file(tmp_path, "train")
-    payload = torch.load(path, weights_only=True)
+    cfg, path, payload = _built_cache(tmp_path, monkeypatch)
     whole = path.read_bytes()
     path.write_bytes(whole[:len(whole) // 2])
     with pytest.raises(DataError) as err:

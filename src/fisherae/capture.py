@@ -47,16 +47,16 @@ class GraphedStep:
                 static.copy_(value)
             self.graph.replay()
             return self.static_output
-        if not self.capture or self.graph is not None or self.calls <= self.warmup:
-            return self._eager(inputs)
+        if not self.capture or self.graph is not None:  # eager mode, or a batch of another shape
+            return self.step(*inputs)
+        if self.calls <= self.warmup:
+            return self._warm_up(inputs)
         return self._capture(inputs)
 
     def _fits(self, inputs: tuple[torch.Tensor, ...]) -> bool:
         return all(a.shape == b.shape for a, b in zip(self.static_inputs, inputs))
 
-    def _eager(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        if not self.capture or self.graph is not None:
-            return self.step(*inputs)
+    def _warm_up(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
         side = torch.cuda.Stream(self.device)  # warm-up before capture runs on a side stream
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):

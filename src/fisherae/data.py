@@ -203,11 +203,9 @@ def _images_dataset(images: torch.Tensor, labels: torch.Tensor) -> TensorDataset
 
 # --- MNIST ---------------------------------------------------------------------------------
 
-# The four idx files of torchvision's MNIST layout (ROOT/MNIST/raw): name -> (split, kind, count).
-MNIST_FILES = {"train-images-idx3-ubyte": ("train", "images", 60000),
-               "train-labels-idx1-ubyte": ("train", "labels", 60000),
-               "t10k-images-idx3-ubyte": ("test", "images", 10000),
-               "t10k-labels-idx1-ubyte": ("test", "labels", 10000)}
+# The four idx files of torchvision's MNIST layout (ROOT/MNIST/raw): name -> (kind, count).
+MNIST_FILES = {"train-images-idx3-ubyte": ("images", 60000), "train-labels-idx1-ubyte": ("labels", 60000),
+               "t10k-images-idx3-ubyte": ("images", 10000), "t10k-labels-idx1-ubyte": ("labels", 10000)}
 _IDX = {"images": (0x00000803, 16, 28 * 28), "labels": (0x00000801, 8, 1)}  # magic, header bytes, bytes per item
 
 
@@ -245,7 +243,7 @@ def _check_mnist_files(root: Path, download: bool) -> None:
                         f"{', '.join(map(str, missing))}; point datasets.mnist.root at the folder that holds "
                         "MNIST/raw/, or set datasets.mnist.download: true to fetch them")
     bad = []
-    for name, (_, kind, count) in MNIST_FILES.items():
+    for name, (kind, count) in MNIST_FILES.items():
         path = raw / name
         if path.is_file():
             try:

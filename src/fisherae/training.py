@@ -242,6 +242,7 @@ class TrainingStep:
         self.graph = GraphedStep(self._step, device, settings["step_mode"])
         self.optimisers = _optimisers(self.model, settings, capturable=device.type == "cuda")
         self.generator = torch.Generator(device)
+        self.param_names = {p: _GRAD + n for n, p in self.model.named_parameters()}
         self.names: list[str] = []  # its output: the terms, then a gradient norm per parameter
         self.position = (0, 0)  # (epoch, batch) of the step being run
 
@@ -269,8 +270,7 @@ class TrainingStep:
         params = [p for p in params if p.grad is not None]
         if params:
             self._norms.append(torch.stack(torch._foreach_norm([p.grad for p in params])).float())
-            names = {p: n for n, p in self.model.named_parameters()}
-            self._norm_names += [_GRAD + names[p] for p in params]
+            self._norm_names += [self.param_names[p] for p in params]
         optimiser.step()
 
 
