@@ -65,9 +65,8 @@ def test_command_line_values_are_coerced_and_blamed_on_config():
 
 
 def _workflow_copy(dst: Path) -> Path:
-    """The Snakefile, workflow/ (schema link resolved) and config/ in ``dst``, so that a dry run
+    """workflow/ (the Snakefile, the schema link resolved) and config/ in ``dst``, so that a dry run
     writes its results/ there and not in the checkout."""
-    shutil.copy2(REPO / "Snakefile", dst / "Snakefile")
     for name in ("workflow", "config"):
         shutil.copytree(REPO / name, dst / name, symlinks=False)
     return dst

@@ -181,12 +181,12 @@ def test_data_stage_writes_a_manifest_and_names_a_missing_root(tmp_path):
 
 
 def test_conda_env_matches_pyproject():
-    env = yaml.safe_load((REPO / "envs/fisherae.yaml").read_text())
+    env = yaml.safe_load((REPO / "workflow/envs/fisherae.yaml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
     driver = {d for d in project if d.startswith("snakemake")}  # run the DAG, not its rules
     assert set(pip) == set(project) - driver
-    assert (REPO / "envs/fisherae.post-deploy.sh").stat().st_mode & 0o111
+    assert (REPO / "workflow/envs/fisherae.post-deploy.sh").stat().st_mode & 0o111
 
 
 def test_every_rule_only_calls_the_cli():

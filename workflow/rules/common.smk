@@ -16,7 +16,7 @@ POLY_MODELS = [m for m, spec in config["models"].items() if spec["prior"] == "po
 OTHER_MODELS = [m for m in MODELS if m not in POLY_MODELS]
 THREADS = config["training"]["threads"]
 USES_CLASSIFIER = config["evaluation"]["fid"]["features"] in ("classifier", "both")
-ENV = "../../envs/fisherae.yaml"
+ENV = "../envs/fisherae.yaml"
 # The config as Snakemake sees it (all --configfile/--config merged, defaults filled), so that
 # rules and a rerun by hand read exactly what this DAG was built from.
 CONFIG = f"{RESULTS}/config.yaml"
