@@ -24,8 +24,8 @@ from fisherae.checkpoint import (
     load_model_payload,
     save_model,
 )
-from fisherae.cli import UserError
 from fisherae.config import ConfigError, validate_config
+from fisherae.errors import UserError
 from fisherae.losses import FisherAETerms
 from fisherae.models import AutoEncoder, ModelSpec
 from fisherae.training import TrainingDiverged, model_spec, train

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from fisherae.cli import UserError
+from fisherae.errors import CheckpointError
 from fisherae.models import AutoEncoder, ModelSpec
 
 MODEL_FORMAT = "fisherae-model-v1"
@@ -25,10 +25,6 @@ MODEL_FORMAT = "fisherae-model-v1"
 # epoch, in its own format, and the final model file.
 CHECKPOINT_FORMAT, CHECKPOINT_FILE, MODEL_FILE = "fisherae-checkpoint-v1", "checkpoint.pt", "model.pt"
 RETRAIN = "retrain it with `python -m fisherae train --config CFG --dataset D --model M --seed S --outdir DIR`"
-
-
-class CheckpointError(UserError):
-    """A model or checkpoint file that is missing, truncated, corrupt or of another format."""
 
 
 def atomic_write(path: str | Path, write_fn: Callable[[Path], Any]) -> Path:

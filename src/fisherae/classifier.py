@@ -12,8 +12,9 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import Dataset
 
-from fisherae.checkpoint import CheckpointError, atomic_torch_save, torch_load
+from fisherae.checkpoint import atomic_torch_save, torch_load
 from fisherae.data import make_loader
+from fisherae.errors import CheckpointError
 
 CLASSIFIER_FORMAT = "fisherae-classifier-v1"
 RETRAIN = ("retrain it with `python -m fisherae train-classifier --config CFG --dataset mnist --out PT "

@@ -19,9 +19,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-
-class ConfigError(ValueError):
-    """A configuration that does not match the schema; the message names the key."""
+from fisherae.errors import ConfigError
 
 
 # YAML 1.2 (core schema) numbers: ``1e-3``, ``1E5``, ``-2e-4`` as well as ``0.001``, ``+3``.

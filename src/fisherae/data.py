@@ -36,7 +36,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from fisherae.checkpoint import atomic_write
-from fisherae.cli import UserError
+from fisherae.errors import DataError
 from fisherae.models import ARCHITECTURES
 
 SPLITS = ("train", "test")
@@ -47,10 +47,6 @@ CELEBA_URL = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
 CACHE_DIR_ENV = "FISHERAE_CACHE_DIR"
 CELEBA_CACHE_FORMAT = "fisherae-celeba-cache-v1"
 CELEBA_CACHE_CHECKED = ("key", "split", "n_images", "files_sha256", "preprocessing", "image_shape")
-
-
-class DataError(UserError):
-    """A data set that cannot be loaded: missing files, a failed download, a bad request."""
 
 
 def image_shape(name: str) -> tuple[int, int, int]:

@@ -20,14 +20,10 @@ from typing import Iterator, Sequence
 
 import torch
 
-from fisherae.cli import UserError
+from fisherae.errors import DeviceError
 
 DEFAULT_TIMEOUT_S = 3600.0
 _SPEC = re.compile(r"^(auto|cpu|cuda(:[0-9]+)?)$")
-
-
-class DeviceError(UserError):
-    """A device that cannot be had: bad spec, no such GPU, or every GPU held too long."""
 
 
 def lock_dir() -> Path:

@@ -15,13 +15,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from fisherae.errors import FeaturesUnavailable
+
 INCEPTION_FEATURES = "inception-pool3-2048"
 CLASSIFIER_FEATURES = "mnist-classifier-penultimate"
 INCEPTION_FILENAME = "pt_inception-2015-12-05-6726825d.pth"
-
-
-class FeaturesUnavailable(RuntimeError):
-    """A feature extractor that cannot be built here (e.g. Inception weights missing offline)."""
 
 
 # --------------------------------------------------------------------------- Fréchet distance

@@ -22,18 +22,11 @@ import numpy as np
 import torch
 from scipy import stats
 
+from fisherae.errors import NotNormalisableError, SVGDDivergedError
 from fisherae.priors import GaussianPrior, PolynomialPrior, factor_problem
 
 ESCAPE_FACTOR = 10.0
 SUPPORT_NATS = 40.0
-
-
-class NotNormalisableError(ValueError):
-    """An exact sample or marginal was asked of a prior whose density has an infinite integral."""
-
-
-class SVGDDivergedError(RuntimeError):
-    """SVGD particles became non-finite or ran far beyond where they started."""
 
 
 # --------------------------------------------------------------------------- SVGD

@@ -36,8 +36,7 @@ from tqdm import tqdm
 
 from fisherae.checkpoint import (CHECKPOINT_FILE, CHECKPOINT_FORMAT, MODEL_FILE, atomic_torch_save, atomic_write_text,
                                  save_model, torch_load)
-from fisherae.cli import UserError
-from fisherae.config import ConfigError
+from fisherae.errors import ConfigError, TrainingDiverged, UserError
 from fisherae.capture import GraphedStep
 from fisherae.batches import TensorBatches
 from fisherae.data import load_split
@@ -52,10 +51,6 @@ _IRRELEVANT = {"datasets": ("root", "download"), "models": ("label",),
                "training": ("epochs", "num_workers", "threads", "step_mode")}
 CHECK_EVERY = 50  # batches between the host syncs that check for a non-finite term or gradient
 _GRAD = "grad "  # prefix of the gradient-norm entries of a step's output
-
-
-class TrainingDiverged(UserError):
-    """A non-finite loss term or gradient during training."""
 
 
 def train(config: dict, dataset: str, model: str, seed: int, outdir: str | Path, device: torch.device | str,

@@ -1,4 +1,5 @@
-"""CLI commands, one module per pipeline stage; importing them registers them with fisherae.cli."""
+"""CLI commands, one module per pipeline stage; importing them registers them in
+``fisherae.commands.registry``, which ``fisherae.cli`` reads."""
 
 from fisherae.commands import train  # noqa: F401
 from fisherae.commands import evaluate  # noqa: F401

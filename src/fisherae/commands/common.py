@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from fisherae.cli import UserError
 from fisherae.config import load_config
+from fisherae.errors import UserError
 
 
 def add_model_arguments(parser, seed_required: bool = True) -> None:

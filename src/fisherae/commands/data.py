@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 
 from fisherae.checkpoint import atomic_write_text
-from fisherae.cli import command
+from fisherae.commands.registry import command
 from fisherae.config import load_config
-from fisherae.data import SPLITS, DataError, image_shape, load_split
+from fisherae.data import SPLITS, image_shape, load_split
+from fisherae.errors import DataError
 
 
 @command("data", "check (and download, where configured) a data set; write its manifest JSON")

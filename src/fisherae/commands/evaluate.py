@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fisherae.cli import UserError, command
 from fisherae.commands.common import (add_model_arguments, load_config_and_model, load_test_split, require_mnist,
                                       write_csv)
-from fisherae.config import ConfigError, load_config
+from fisherae.commands.registry import command
+from fisherae.config import load_config
+from fisherae.errors import ConfigError, UserError
 
 FIGURES = {"figure1": "mnist", "figure2": "mnist", "figure3": "mnist", "figure4": "mnist",
            "figure5": "celeba", "figure6": "celeba"}

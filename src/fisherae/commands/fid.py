@@ -9,9 +9,10 @@ import sys
 import numpy as np
 import pandas as pd
 
-from fisherae.cli import UserError, command
 from fisherae.commands.common import (add_model_arguments, load_config_and_model, load_test_split, markdown_table,
                                       write_csv)
+from fisherae.commands.registry import command
+from fisherae.errors import ConfigError, UserError
 
 FID_COLUMNS = ["dataset", "model", "seed", "features", "draw", "n_samples", "n_real", "sampler", "fid", "fid_sd",
                "status", "reason"]
@@ -40,7 +41,7 @@ def run_train_classifier(args) -> None:
 
     from fisherae.checkpoint import atomic_write_text
     from fisherae.classifier import save_classifier, train_classifier
-    from fisherae.config import ConfigError, load_config
+    from fisherae.config import load_config
     from fisherae.data import load_split
     from fisherae.devices import acquire_device
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import pandas as pd
 
 from fisherae.claims import CLAIM_COLUMNS
-from fisherae.cli import UserError, command
+from fisherae.commands.registry import command
 from fisherae.config import load_config
+from fisherae.errors import UserError
 
 # What `publish` copies from a results root: the MNIST figures, the tables and the CSVs behind them.
 PUBLISHED = ("config.yaml", "figures/figure[1-4]_mnist_*.png", "figures/figure[1-4]_mnist_*.csv", "tables/*",

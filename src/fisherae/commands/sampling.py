@@ -11,8 +11,9 @@ import sys
 import numpy as np
 import pandas as pd
 
-from fisherae.cli import UserError, command
 from fisherae.commands.common import refuse_other_training, write_csv
+from fisherae.commands.registry import command
+from fisherae.errors import UserError
 
 REPORT_COLUMNS = ["dataset", "model", "seed", "dim", "method", "normalisable", "problem", "n", "seconds",
                   "ks", "ks_pvalue", "w1", "mean", "sd", "escape_region", "escaping_start", "escaping_half",

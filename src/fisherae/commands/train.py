@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fisherae.cli import command
+from fisherae.commands.registry import command
 from fisherae.config import load_config
 
 

@@ -1,0 +1,57 @@
+"""The library's layering, read from the source with ``ast``: the errors module is a leaf, no
+library module depends on the command line, and the command registry lives with the commands."""
+
+import ast
+import inspect
+from pathlib import Path
+
+import fisherae
+from fisherae import errors
+
+PACKAGE = Path(fisherae.__file__).parent
+MODULES = sorted(PACKAGE.rglob("*.py"))
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module ``path`` imports, at any depth (deferred imports inside functions included);
+    ``from a import b`` counts as both ``a`` and ``a.b``."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return found
+
+
+def test_the_modules_are_found():
+    names = {module_name(p) for p in MODULES}
+    assert {"fisherae.cli", "fisherae.errors", "fisherae.training", "fisherae.commands.registry"} <= names
+
+
+def test_only_the_entry_points_import_the_command_line():
+    importers = {module_name(p) for p in MODULES if "fisherae.cli" in imported_modules(p)}
+    assert importers == {"fisherae.__main__"}
+
+
+def test_errors_is_a_leaf_module():
+    assert not {m for m in imported_modules(PACKAGE / "errors.py") if m.split(".")[0] == "fisherae"}
+
+
+def test_every_error_derives_from_the_one_root():
+    classes = [c for _, c in inspect.getmembers(errors, inspect.isclass) if c.__module__ == errors.__name__]
+    assert len(classes) > 5
+    assert all(issubclass(c, errors.FisherAEError) for c in classes)
+    assert errors.FisherAEError.__bases__ == (Exception,)
+
+
+def test_the_command_registry_lives_with_the_commands():
+    cli = imported_modules(PACKAGE / "cli.py")
+    assert {"fisherae.commands", "fisherae.commands.registry"} <= cli
+    registry = imported_modules(PACKAGE / "commands" / "registry.py")
+    assert not {m for m in registry if m.split(".")[0] == "fisherae"}
