@@ -15,7 +15,10 @@ import numpy as np
 import torch
 
 from fisherae.priors import PolynomialPrior
-from fisherae.sampling import marginal_distances, marginal_grid, sample_prior, svgd
+from fisherae.exact_sampler import sample_prior
+from fisherae.metrics import marginal_distances
+from fisherae.prior_analysis import marginal_grid
+from fisherae.svgd import svgd
 
 
 def learned_looking_prior(dim: int, seed: int) -> PolynomialPrior:

@@ -1,4 +1,4 @@
-"""Wall time of ``fisherae.sampling.svgd`` (Liu & Wang, 2016; the paper's sampler) on a normalisable
+"""Wall time of ``fisherae.svgd.svgd`` (Liu & Wang, 2016; the paper's sampler) on a normalisable
 K = 4 polynomial prior (eq. 13), in seconds and ms/step: one particle set, and S independent sets
 moved in one batched call vs one after another (as ``sample_latents`` does for the FID samples).
 
@@ -9,8 +9,8 @@ moved in one batched call vs one after another (as ``sample_latents`` does for t
     # (b) a GPU: 10 000 particles in d = 64 (shorten with --steps)
     python benchmarks/bench_svgd.py --device cuda --particles 10000 --dim 64 --steps 2000
     # the same against another implementation of svgd, e.g. the previous commit's:
-    git show HEAD:src/fisherae/sampling.py > /tmp/old_sampling.py
-    python benchmarks/bench_svgd.py --threads 1 --svgd-from /tmp/old_sampling.py
+    git show HEAD:src/fisherae/svgd.py > /tmp/old_svgd.py
+    python benchmarks/bench_svgd.py --threads 1 --svgd-from /tmp/old_svgd.py
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from bench_samplers import learned_looking_prior  # the same K = 4 prior as the 
 
 def load_svgd(path: str | None):
     if path is None:
-        from fisherae.sampling import svgd
+        from fisherae.svgd import svgd
         return svgd
     spec = importlib.util.spec_from_file_location("svgd_under_test", path)
     module = importlib.util.module_from_spec(spec)
@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--device", default="cpu", help="cpu | cuda[:N]")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (torch.set_num_threads)")
-    parser.add_argument("--svgd-from", default=None, help="a sampling.py file whose svgd to time instead")
+    parser.add_argument("--svgd-from", default=None, help="a file defining svgd (e.g. an older svgd.py) to time instead")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.threads:

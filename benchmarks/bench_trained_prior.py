@@ -24,9 +24,12 @@ import torch
 
 from fisherae.checkpoint import load_model
 from fisherae.priors import PolynomialPrior
-from fisherae.sampling import (LatentSamples, NotNormalisableError, SVGDDivergedError, drift_diagnostics,
-                               marginal_distances, marginal_grid, natural_parameters, sample_prior, svgd,
-                               unnormalisable_dims)
+from fisherae.errors import NotNormalisableError, SVGDDivergedError
+from fisherae.exact_sampler import sample_prior
+from fisherae.metrics import marginal_distances
+from fisherae.prior_analysis import marginal_grid, natural_parameters, unnormalisable_dims
+from fisherae.sampling import LatentSamples, drift_diagnostics
+from fisherae.svgd import svgd
 
 
 def print_eta(prior: PolynomialPrior) -> None:

@@ -202,6 +202,17 @@ def test_grids_command(workspace, dataset, shape):
     assert_real_image(out, min_size=(100, 100))
 
 
+def test_grids_command_reads_samples_like_fid(workspace, capsys):
+    """``grids`` and ``fid`` share one reader of the samples file: the same checks, the same messages."""
+    bad = workspace / "mnist" / "vae" / "samples_d3.npz"
+    np.savez(bad, z=np.zeros((2, 10, 3), np.float32), method="exact")
+    out = workspace / "grids" / "bad.png"
+    assert cli(workspace, "grids", "--dataset", "mnist", "--checkpoint", str(workspace / "mnist/vae/model.pt"),
+               "--samples", str(bad), "--model", "vae", "--out", str(out)) == 2
+    assert f"samples file {bad}: z has shape (2, 10, 3), expected [n_draws, n_samples, 4]" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_latent_command_and_figures(workspace):
     """latent for both models, then every figure from the command outputs."""
     for name in MODELS:

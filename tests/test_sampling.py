@@ -14,15 +14,19 @@ import torch
 import yaml
 from scipy import integrate, stats
 
+from fisherae import sampling
+from fisherae import svgd as svgd_module
 from fisherae.checkpoint import save_model
 from fisherae.cli import main
 from fisherae.commands.sampling import REPORT_COLUMNS
+from fisherae.errors import NotNormalisableError, SamplesFileError, SVGDDivergedError
+from fisherae.exact_sampler import sample_prior
+from fisherae.metrics import marginal_distances, wasserstein_to_cdf
 from fisherae.models import AutoEncoder, ModelSpec
+from fisherae.prior_analysis import escape_region, marginal_grid
 from fisherae.priors import GaussianPrior, PolynomialPrior
-from fisherae import sampling
-from fisherae.sampling import (NotNormalisableError, SVGDDivergedError, escape_region, marginal_distances,
-                               marginal_grid, median_bandwidth, sample_latents, sample_prior, stein_direction, svgd,
-                               wasserstein_to_cdf)
+from fisherae.sampling import LatentSamples, read_samples, sample_latents, write_samples
+from fisherae.svgd import median_bandwidth, stein_direction, svgd
 
 
 
@@ -105,15 +109,15 @@ def test_bracketed_median_matches_numpy_and_flags_a_miss(n):
     that misses the middle pair is reported as such."""
     torch.manual_seed(n)
     x = torch.randn(2, n, 3, dtype=torch.float64)
-    d2 = sampling._sq_distances(*sampling._distance_factors(x))
+    d2 = svgd_module._sq_distances(*svgd_module._distance_factors(x))
     expected = [np.median(((x[i, :, None] - x[i, None]) ** 2).sum(-1).numpy()) for i in range(2)]
-    exact, bracket, hit = sampling._median_sq_distance(d2, None, True)
+    exact, bracket, hit = svgd_module._median_sq_distance(d2, None, True)
     assert hit is None and exact.tolist() == pytest.approx(expected, rel=1e-12)
-    med2, _, hit = sampling._median_sq_distance(d2, bracket, True)
+    med2, _, hit = svgd_module._median_sq_distance(d2, bracket, True)
     assert hit.all() and med2.tolist() == pytest.approx(expected, rel=1e-12)
     missing = torch.stack([bracket[:, 0], 0.5 * (bracket[:, 0] + exact)], dim=1)  # upper end below the median
     missing[1] = bracket[1]
-    _, _, hit = sampling._median_sq_distance(d2, missing, True)
+    _, _, hit = svgd_module._median_sq_distance(d2, missing, True)
     assert hit.tolist() == [False, True]
 
 
@@ -124,16 +128,16 @@ def test_svgd_fast_median_and_its_fallback_match_the_exact_median(monkeypatch):
     x0 = torch.randn(130, 2, dtype=torch.float64)
     score = lambda z: -(z - 1.0) ** 3  # noqa: E731
     misses = []
-    original = sampling._median_sq_distance
+    original = svgd_module._median_sq_distance
 
     def spy(d2, bracket, bracketed):
         out = original(d2, bracket, bracketed)
         misses.append(out[2] is not None and not bool(out[2].all()))
         return out
-    monkeypatch.setattr(sampling, "_median_sq_distance", spy)
+    monkeypatch.setattr(svgd_module, "_median_sq_distance", spy)
     fast = [svgd(score, x0, 60, step, check_every=7) for step in (1e-3, 0.3)]
     assert any(misses) and not all(misses)
-    monkeypatch.setattr(sampling, "BRACKET_MIN_ENTRIES", 10**9)
+    monkeypatch.setattr(svgd_module, "BRACKET_MIN_ENTRIES", 10**9)
     for out, step in zip(fast, (1e-3, 0.3)):
         torch.testing.assert_close(out, svgd(score, x0, 60, step, check_every=7), rtol=1e-9, atol=1e-12)
 
@@ -167,7 +171,7 @@ def test_sample_latents_batches_sets_like_separate_svgd_calls():
     out = sample_latents(prior, 2, 7, svgd_steps=20, svgd_step_size=0.05, n_particles=3, grid_points=1001,
                          generator=torch.Generator().manual_seed(0), check_every=4)
     assert out.z.shape == out.z_half.shape == out.z_exact.shape == (2, 7, 2) and out.method == "svgd"
-    radius = sampling.ESCAPE_FACTOR * (1.0 + max(np.abs(marginal_grid(prior, 1001).z).max(), 6.0))
+    radius = svgd_module.ESCAPE_FACTOR * (1.0 + max(np.abs(marginal_grid(prior, 1001).z).max(), 6.0))
     for draw in range(2):
         for lo, hi in ((0, 3), (3, 7)):
             snapshot = sampling._HalfwaySnapshot(20)
@@ -362,3 +366,34 @@ def test_sample_command_gaussian_prior_is_exact(tmp_path):
     with np.load(out) as npz:
         assert str(npz["method"]) == "exact" and npz["z"].shape == (2, 50, 2)
     assert set(pd.read_csv(report).method) == {"exact"}
+
+
+# --------------------------------------------------------------------------- the samples file
+
+def test_samples_file_round_trip(tmp_path):
+    z, z_exact = torch.randn(2, 5, 3, dtype=torch.float64), torch.randn(2, 5, 3)
+    samples = LatentSamples(z, "svgd", 1.5, z_exact=z_exact, seconds_exact=0.25)
+    write_samples(tmp_path / "s.npz", samples, normalisable=True)
+    read, method = read_samples(tmp_path / "s.npz", 3)
+    assert method == "svgd" and read.dtype == np.float32 and np.array_equal(read, z.numpy().astype(np.float32))
+    with np.load(tmp_path / "s.npz") as npz:
+        assert sorted(npz.files) == ["method", "normalisable", "seconds", "seconds_exact", "z", "z_exact"]
+        assert bool(npz["normalisable"]) and float(npz["seconds_exact"]) == 0.25
+    assert list(tmp_path.iterdir()) == [tmp_path / "s.npz"]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("arrays, message", [
+    (None, "does not exist"),
+    ({"z": np.zeros((1, 4, 3), np.float32)}, "lacks z/method"),
+    ({"z": np.zeros((4, 3), np.float32), "method": "exact"}, "expected [n_draws, n_samples, 3]"),
+    ({"z": np.zeros((1, 4, 2), np.float32), "method": "exact"}, "expected [n_draws, n_samples, 3]"),
+    ({"z": np.zeros((1, 0, 3), np.float32), "method": "exact"}, "expected [n_draws, n_samples, 3]"),
+    ({"z": np.full((1, 4, 3), np.nan, np.float32), "method": "exact"}, "NaN or inf"),
+])
+def test_samples_file_reader_refuses_bad_files(tmp_path, arrays, message):
+    path = tmp_path / "s.npz"
+    if arrays is not None:
+        np.savez(path, **arrays)
+    with pytest.raises(SamplesFileError) as err:
+        read_samples(path, 3)
+    assert message in str(err.value) and str(path) in str(err.value)

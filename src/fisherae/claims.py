@@ -117,29 +117,58 @@ class Evidence:
     error_ratio: dict[str, float]  # model -> sigma2 = 0 error / mean-image error (`diagnose`), where known
 
 
-def _row(claim, kind, figure, statement, criterion, verdict_, evidence) -> dict:
-    return dict(zip(CLAIM_COLUMNS, (claim, kind, figure, statement, criterion, verdict_, evidence)))
+@dataclass(frozen=True)
+class Claim:
+    """One claim of the paper (``kind`` 'paper') or of our ablation ('ablation'): its id, where it
+    is made and what it says."""
+
+    claim: str
+    kind: str
+    figure: str
+    statement: str
+
+    def row(self, criterion: str, verdict_: str, evidence: str) -> dict:
+        """The claim's row of the claims table (CLAIM_COLUMNS)."""
+        return {"claim": self.claim, "kind": self.kind, "figure": self.figure, "statement": self.statement,
+                "criterion": criterion, "verdict": verdict_, "evidence": evidence}
+
+
+@dataclass(frozen=True)
+class CurveClaim(Claim):
+    """Model role ``ours`` beats each of ``others`` on the curve ``panel`` (a field of Evidence) at every sigma2 > 0."""
+
+    panel: str
+    ours: str
+    others: tuple[str, ...]
+    lower_is_better: bool
+
+
+@dataclass(frozen=True)
+class FidClaim(Claim):
+    """Model role ``ours`` has a lower FID than each of ``others``."""
+
+    ours: str
+    others: tuple[str, ...]
 
 
 def _missing(roles: dict, needed: tuple[str, ...]) -> list[str]:
     return [r for r in needed if r not in roles]
 
 
-def curve_claim(ev: Evidence, roles: dict, spec: tuple) -> dict:
-    """A claim that model ``ours`` beats ``others`` on a curve at every sigma2 > 0."""
-    claim, kind, figure, statement, panel, ours, others, lower = spec
-    curves = getattr(ev, panel)
-    criterion = (f"{'lower' if lower else 'higher'} mean {PANELS[panel]} than each of "
-                 f"{', '.join(others)} at every σ² > 0 (ties: within {SE_FACTOR:g} standard errors)")
-    missing = _missing(roles, (ours, *others))
+def curve_claim(ev: Evidence, roles: dict, claim: CurveClaim) -> dict:
+    """The row of a claim that model ``ours`` beats ``others`` on a curve at every sigma2 > 0."""
+    curves = getattr(ev, claim.panel)
+    criterion = (f"{'lower' if claim.lower_is_better else 'higher'} mean {PANELS[claim.panel]} than each of "
+                 f"{', '.join(claim.others)} at every σ² > 0 (ties: within {SE_FACTOR:g} standard errors)")
+    missing = _missing(roles, (claim.ours, *claim.others))
     if missing or curves.empty:
-        return _row(claim, kind, figure, statement, criterion, NOT_EVALUATED, f"no model plays {missing}")
-    models = [roles[ours]] + [roles[o] for o in others]
-    found = curve_outcomes(curves, models[0], models[1:], lower)
+        return claim.row(criterion, NOT_EVALUATED, f"no model plays {missing}")
+    models = [roles[claim.ours]] + [roles[o] for o in claim.others]
+    found = curve_outcomes(curves, models[0], models[1:], claim.lower_is_better)
     top = float(curves["sigma2"].max())
-    return _row(claim, kind, figure, statement, criterion, verdict([*found["outcome"]], kind),
-                f"{_tally(found, ev.labels)}. {_at(curves, models, ev.labels, top, PANELS[panel])}"
-                + (_collapse_caveat(ev, models[0]) if panel == "nbce" else ""))
+    return claim.row(criterion, verdict([*found["outcome"]], claim.kind),
+                     f"{_tally(found, ev.labels)}. {_at(curves, models, ev.labels, top, PANELS[claim.panel])}"
+                     + (_collapse_caveat(ev, models[0]) if claim.panel == "nbce" else ""))
 
 
 def _collapse_caveat(ev: Evidence, model: str) -> str:
@@ -151,65 +180,65 @@ def _collapse_caveat(ev: Evidence, model: str) -> str:
             "carries almost no information, so a flat normalised curve is not robustness")
 
 
-def fid_claim(ev: Evidence, roles: dict, spec: tuple) -> dict:
-    """A claim that model ``ours`` has a lower FID than each of ``others``."""
-    claim, kind, figure, statement, ours, others = spec
+def fid_claim(ev: Evidence, roles: dict, claim: FidClaim) -> dict:
+    """The row of a claim that model ``ours`` has a lower FID than each of ``others``."""
+    ours, others = claim.ours, claim.others
     criterion = f"lower mean FID than each of {', '.join(others)} (ties: within {SE_FACTOR:g} standard errors)"
     missing = _missing(roles, (ours, *others))
     fid = ev.fid.set_index("model")
     if missing or any(roles[r] not in fid.index for r in (ours, *others)):
-        return _row(claim, kind, figure, statement, criterion, NOT_EVALUATED, f"no FID for {missing or others}")
+        return claim.row(criterion, NOT_EVALUATED, f"no FID for {missing or others}")
     found = [outcome(fid.loc[roles[ours]], fid.loc[roles[o]], True) for o in others]
     numbers = ", ".join(f"{ev.labels[roles[r]]} {fid.loc[roles[r], 'mean']:.2f} ± {fid.loc[roles[r], 'sd']:.2f}"
                         for r in (ours, *others))
-    return _row(claim, kind, figure, statement, criterion, verdict(found, kind), f"FID: {numbers}")
+    return claim.row(criterion, verdict(found, claim.kind), f"FID: {numbers}")
+
+
+WAE_FAILS = Claim("fig2_wae_gan_fails_on_noise", "paper", "Figure 2 (row 1)",
+                  "WAE-GAN completely fails to reconstruct noisy test digits (σ² = 0.2), unlike the Fisher AE")
+RECONSTRUCTION_COMPARABLE = Claim("fig2_reconstruction_comparable", "paper", "Figure 2 (row 2)",
+                                  "Fisher AE's test reconstructions are comparable to WAE-GAN's")
+NMI_DECAY = Claim("fig3_nmi_decay", "paper", "Figure 3",
+                  "Fisher AE's NMI decays nearly linearly with σ²; VAE's and WAE-GAN's decay faster")
 
 
 def wae_fails_claim(ev: Evidence, roles: dict) -> dict:
     """Figure 2, row 1: WAE-GAN 'completely fails' on noisy inputs: the highest BCE at the grid's sigma2."""
-    statement = "WAE-GAN completely fails to reconstruct noisy test digits (σ² = 0.2), unlike the Fisher AE"
     criterion = "WAE-GAN has a higher BCE at the grid's σ² than the Fisher AE and the VAE"
     missing = _missing(roles, ("wae_gan", "fisher_exp", "vae"))
     if missing:
-        return _row("fig2_wae_gan_fails_on_noise", "paper", "Figure 2 (row 1)", statement, criterion,
-                    NOT_EVALUATED, f"no model plays {missing}")
+        return WAE_FAILS.row(criterion, NOT_EVALUATED, f"no model plays {missing}")
     rows = ev.bce.set_index(["model", "sigma2"])
     wae = rows.loc[(roles["wae_gan"], ev.grid_sigma2)]
     found = [outcome(rows.loc[(roles[r], ev.grid_sigma2)], wae, True) for r in ("fisher_exp", "vae")]
     models = [roles[r] for r in ("wae_gan", "fisher_exp", "vae")]
-    return _row("fig2_wae_gan_fails_on_noise", "paper", "Figure 2 (row 1)", statement, criterion,
-                verdict(found), _at(ev.bce, models, ev.labels, ev.grid_sigma2, "BCE"))
+    return WAE_FAILS.row(criterion, verdict(found), _at(ev.bce, models, ev.labels, ev.grid_sigma2, "BCE"))
 
 
 def comparable_reconstruction_claim(ev: Evidence, roles: dict) -> dict:
     """Figure 2, row 2: the Fisher AE's clean test reconstructions are comparable to WAE-GAN's."""
-    statement = "Fisher AE's test reconstructions are comparable to WAE-GAN's"
     criterion = f"clean BCE (σ² = 0) within {COMPARABLE:.0%} of WAE-GAN's"
     missing = _missing(roles, ("fisher_exp", "wae_gan"))
     if missing:
-        return _row("fig2_reconstruction_comparable", "paper", "Figure 2 (row 2)", statement, criterion,
-                    NOT_EVALUATED, f"no model plays {missing}")
+        return RECONSTRUCTION_COMPARABLE.row(criterion, NOT_EVALUATED, f"no model plays {missing}")
     rows = ev.bce.set_index(["model", "sigma2"])
     ours, wae = rows.loc[(roles["fisher_exp"], 0.0), "mean"], rows.loc[(roles["wae_gan"], 0.0), "mean"]
     gap = ours / wae - 1
-    return _row("fig2_reconstruction_comparable", "paper", "Figure 2 (row 2)", statement, criterion,
-                VERDICTS["paper"][0 if abs(gap) <= COMPARABLE else 1],
-                f"{_at(ev.bce, [roles['fisher_exp'], roles['wae_gan']], ev.labels, 0.0, 'BCE')} "
-                f"(Fisher AE {gap:+.1%} relative to WAE-GAN)")
+    numbers = _at(ev.bce, [roles["fisher_exp"], roles["wae_gan"]], ev.labels, 0.0, "BCE")
+    return RECONSTRUCTION_COMPARABLE.row(criterion, VERDICTS["paper"][0 if abs(gap) <= COMPARABLE else 1],
+                                         f"{numbers} (Fisher AE {gap:+.1%} relative to WAE-GAN)")
 
 
 def nmi_decay_claim(ev: Evidence, roles: dict) -> dict:
     """Figure 3: the Fisher AE's NMI decays nearly linearly and less than VAE's and WAE-GAN's."""
-    statement = "Fisher AE's NMI decays nearly linearly with σ²; VAE's and WAE-GAN's decay faster"
     criterion = "smaller NMI drop from σ² = 0 to the largest σ² than VAE and WAE-GAN (R² of a line fit shown)"
     missing = _missing(roles, ("fisher_exp", "vae", "wae_gan"))
     if missing or ev.nmi.empty:
-        return _row("fig3_nmi_decay", "paper", "Figure 3", statement, criterion, NOT_EVALUATED,
-                    f"no model plays {missing}")
+        return NMI_DECAY.row(criterion, NOT_EVALUATED, f"no model plays {missing}")
     drops = {r: decay(ev.nmi[ev.nmi["model"] == roles[r]]) for r in ("fisher_exp", "vae", "wae_gan")}
     found = ["better" if drops["fisher_exp"][0] < drops[r][0] else "worse" for r in ("vae", "wae_gan")]
     text = ", ".join(f"{ev.labels[roles[r]]} drop {d:.3f} (R² {r2:.2f})" for r, (d, r2) in drops.items())
-    return _row("fig3_nmi_decay", "paper", "Figure 3", statement, criterion, verdict(found), text)
+    return NMI_DECAY.row(criterion, verdict(found), text)
 
 
 def decay(curve: pd.DataFrame) -> tuple[float, float]:
@@ -222,39 +251,42 @@ def decay(curve: pd.DataFrame) -> tuple[float, float]:
 
 
 CURVE_CLAIMS = (
-    ("fig1_normalised_bce", "paper", "Figure 1",
-     "Fisher AE (Exp. prior) is more robust to input noise: its normalised BCE grows least with σ²",
-     "nbce", "fisher_exp", ("vae", "wae_gan"), True),
-    ("fig1_normalised_bce_gaussian_prior", "paper", "Figure 1",
-     "the same for the Fisher AE with a Gaussian prior", "nbce", "fisher_gauss", ("vae", "wae_gan"), True),
-    ("fig1_bce_noisy", "paper", "Figure 1, Figure 2 (row 1)",
-     "Fisher AE (Exp. prior) reconstructs noisy inputs better, in absolute BCE", "bce", "fisher_exp",
-     ("vae", "wae_gan"), True),
-    ("fig3_nmi", "paper", "Figure 3",
-     "Fisher AE (Exp. prior) keeps its latent clusters under noise better: higher NMI", "nmi", "fisher_exp",
-     ("vae", "wae_gan"), False),
-    ("ablation_normalised_bce", "ablation", "Figure 1",
-     "the exact stability term (∇x log q at fixed z) is more robust than the total-derivative variant",
-     "nbce", "fisher_exp", ("ablation",), True),
-    ("ablation_nmi", "ablation", "Figure 3",
-     "the exact stability term keeps latent clusters better than the total-derivative variant",
-     "nmi", "fisher_exp", ("ablation",), False),
+    CurveClaim("fig1_normalised_bce", "paper", "Figure 1",
+               "Fisher AE (Exp. prior) is more robust to input noise: its normalised BCE grows least with σ²",
+               panel="nbce", ours="fisher_exp", others=("vae", "wae_gan"), lower_is_better=True),
+    CurveClaim("fig1_normalised_bce_gaussian_prior", "paper", "Figure 1",
+               "the same for the Fisher AE with a Gaussian prior",
+               panel="nbce", ours="fisher_gauss", others=("vae", "wae_gan"), lower_is_better=True),
+    CurveClaim("fig1_bce_noisy", "paper", "Figure 1, Figure 2 (row 1)",
+               "Fisher AE (Exp. prior) reconstructs noisy inputs better, in absolute BCE",
+               panel="bce", ours="fisher_exp", others=("vae", "wae_gan"), lower_is_better=True),
+    CurveClaim("fig3_nmi", "paper", "Figure 3",
+               "Fisher AE (Exp. prior) keeps its latent clusters under noise better: higher NMI",
+               panel="nmi", ours="fisher_exp", others=("vae", "wae_gan"), lower_is_better=False),
+    CurveClaim("ablation_normalised_bce", "ablation", "Figure 1",
+               "the exact stability term (∇x log q at fixed z) is more robust than the total-derivative variant",
+               panel="nbce", ours="fisher_exp", others=("ablation",), lower_is_better=True),
+    CurveClaim("ablation_nmi", "ablation", "Figure 3",
+               "the exact stability term keeps latent clusters better than the total-derivative variant",
+               panel="nmi", ours="fisher_exp", others=("ablation",), lower_is_better=False),
 )
 FID_CLAIMS = (
-    ("fig2_wae_gan_best_samples", "paper", "Figure 2 (row 3)",
-     "WAE-GAN gives the best random samples (lowest domain FID)", "wae_gan", ("fisher_exp", "vae")),
-    ("table1_order_exp_prior", "paper", "Table 1 (CelebA; MNIST analogue)",
-     "the Fisher AE with the exponential-family prior samples better than the Gaussian-prior Fisher AE and "
-     "the VAE", "fisher_exp", ("fisher_gauss", "vae")),
+    FidClaim("fig2_wae_gan_best_samples", "paper", "Figure 2 (row 3)",
+             "WAE-GAN gives the best random samples (lowest domain FID)",
+             ours="wae_gan", others=("fisher_exp", "vae")),
+    FidClaim("table1_order_exp_prior", "paper", "Table 1 (CelebA; MNIST analogue)",
+             "the Fisher AE with the exponential-family prior samples better than the Gaussian-prior Fisher AE and "
+             "the VAE", ours="fisher_exp", others=("fisher_gauss", "vae")),
 )
 
 
 def evaluate_claims(ev: Evidence, roles: dict) -> pd.DataFrame:
-    """Every claim's row (CLAIM_COLUMNS); claims whose models are not configured say 'not evaluated'."""
-    rows = [curve_claim(ev, roles, spec) for spec in CURVE_CLAIMS[:4]]
+    """Every claim's row (CLAIM_COLUMNS): the paper's curve claims, then its other claims, then the
+    ablation's; claims whose models are not configured say 'not evaluated'."""
+    rows = [curve_claim(ev, roles, claim) for claim in CURVE_CLAIMS if claim.kind == "paper"]
     rows += [nmi_decay_claim(ev, roles), wae_fails_claim(ev, roles), comparable_reconstruction_claim(ev, roles)]
-    rows += [fid_claim(ev, roles, spec) for spec in FID_CLAIMS]
-    rows += [curve_claim(ev, roles, spec) for spec in CURVE_CLAIMS[4:]]
+    rows += [fid_claim(ev, roles, claim) for claim in FID_CLAIMS]
+    rows += [curve_claim(ev, roles, claim) for claim in CURVE_CLAIMS if claim.kind == "ablation"]
     return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
 
 

@@ -36,6 +36,10 @@ class TrainingDiverged(UserError):
     """A non-finite loss term or gradient during training."""
 
 
+class SamplesFileError(UserError):
+    """A latent samples file (written by ``sample``) that is missing, unreadable or does not fit the model."""
+
+
 class NotNormalisableError(FisherAEError, ValueError):
     """An exact sample or marginal was asked of a prior whose density has an infinite integral."""
 

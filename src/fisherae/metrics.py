@@ -1,6 +1,7 @@
 """Evaluation metrics: the Fréchet distance behind FID (Table 1), its feature extractors
-(pytorch-fid's InceptionV3 pool3 and a domain classifier), and the NMI of Section 4 /
-Figure 3, NMI = 2 I(Omega; C) / (H(Omega) + H(C))."""
+(pytorch-fid's InceptionV3 pool3 and a domain classifier), the NMI of Section 4 /
+Figure 3, NMI = 2 I(Omega; C) / (H(Omega) + H(C)), and the per-dimension distances (KS, W1)
+of prior samples to the exact marginals."""
 
 from __future__ import annotations
 
@@ -8,14 +9,18 @@ import contextlib
 import os
 import socket
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 from urllib.parse import urlparse
 
 import numpy as np
 import torch
+from scipy import stats
 from torch import nn
 
 from fisherae.errors import FeaturesUnavailable
+
+if TYPE_CHECKING:
+    from fisherae.prior_analysis import MarginalGrid
 
 INCEPTION_FEATURES = "inception-pool3-2048"
 CLASSIFIER_FEATURES = "mnist-classifier-penultimate"
@@ -131,6 +136,34 @@ def nmi(labels_true: Iterable, labels_pred: Iterable) -> float:
     nz = p > 0
     mutual = (p[nz] * np.log(p[nz] / np.outer(pa, pb)[nz])).sum()
     return float(np.clip(2.0 * mutual / (h_a + h_b), 0.0, 1.0))
+
+
+# --------------------------------------------------------------------------- distances to the exact marginals
+
+def wasserstein_to_cdf(samples: np.ndarray, z: np.ndarray, cdf: np.ndarray) -> float:
+    """W1 = integral |F_n(x) - F(x)| dx between the empirical CDF of 1-D ``samples`` and the
+    piecewise-linear CDF (z, cdf), integrated exactly."""
+    x = np.sort(np.asarray(samples, dtype=np.float64))
+    pts = np.union1d(x, z)
+    f = np.interp(pts, z, cdf)
+    fn = np.searchsorted(x, pts[:-1], side="right") / x.size  # F_n on [pts[i], pts[i+1])
+    a, b, width = f[:-1] - fn, f[1:] - fn, np.diff(pts)
+    same_sign = a * b >= 0
+    area = np.where(same_sign, 0.5 * (np.abs(a) + np.abs(b)),
+                    0.5 * (a**2 + b**2) / np.maximum(np.abs(a) + np.abs(b), 1e-300))
+    return float((area * width).sum())
+
+
+def marginal_distances(samples: torch.Tensor | np.ndarray, grid: MarginalGrid) -> dict[str, np.ndarray]:
+    """Per gridded dimension: KS statistic and p-value against the exact marginal CDF, and W1."""
+    x = torch.as_tensor(samples).detach().cpu().double().numpy()
+    ks, pvalue, w1 = [], [], []
+    for i, j in enumerate(grid.dims):
+        test = stats.kstest(x[:, j], grid.cdf_fn(i))
+        ks.append(test.statistic)
+        pvalue.append(test.pvalue)
+        w1.append(wasserstein_to_cdf(x[:, j], grid.z[i], grid.cdf[i]))
+    return {"dim": np.array(grid.dims), "ks": np.array(ks), "ks_pvalue": np.array(pvalue), "w1": np.array(w1)}
 
 
 # --------------------------------------------------------------------------- Inception features

@@ -1,449 +1,33 @@
-"""Samplers of the latent prior p_eta(z).
+"""Latent samples of a trained model's prior: which sampler runs, what its draws are, and the
+samples file every later stage reads.
 
-* ``svgd``: Stein variational gradient descent (Liu & Wang, 2016), the paper's sampler for the
-  learned polynomial prior (Section 4, "Sampling with SVGD": N(0, I) start, step 1e-3,
-  15 000 iterations).
-* ``sample_prior``: exact samples. N(0, I) directly; the factorised polynomial prior of eq. 13
-  by the inverse CDF of each factor, integrated numerically in float64. Only a normalisable
-  prior has samples: with an odd top degree or a positive top coefficient exp(sum_k eta_jk z^k)
-  has an infinite integral, and SVGD particles drift off to infinity instead of converging.
-* ``marginal_distances``: per-dimension KS statistic and 1-D Wasserstein distance between a
-  particle set and the exact marginals.
+* ``sample_latents``: N(0, I) exactly for the Gaussian prior; SVGD (``fisherae.svgd``, the
+  paper's sampler) for the polynomial prior of eq. 13, plus the exact sampler
+  (``fisherae.exact_sampler``) where that prior is normalisable.
+* ``drift_diagnostics``: where SVGD particles went on a prior that may not be normalisable
+  (``fisherae.prior_analysis``).
+* ``write_samples`` / ``read_samples``: the NPZ written by ``sample`` (z [n_draws, n_samples, d],
+  method, seconds, normalisable, and z_exact / seconds_exact where the exact sampler ran) and its
+  one reader, which checks it against the model that decodes it.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import stats
 
-from fisherae.errors import NotNormalisableError, SVGDDivergedError
-from fisherae.priors import GaussianPrior, PolynomialPrior, factor_problem
+from fisherae.checkpoint import atomic_write
+from fisherae.errors import SamplesFileError
+from fisherae.exact_sampler import sample_prior
+from fisherae.prior_analysis import escape_region, marginal_grid, natural_parameters
+from fisherae.priors import GaussianPrior, factor_problem
+from fisherae.svgd import ESCAPE_FACTOR, svgd
 
-ESCAPE_FACTOR = 10.0
-SUPPORT_NATS = 40.0
-
-
-# --------------------------------------------------------------------------- SVGD
-
-# CPU only: for >= this many squared distances per set, the median is selected among the entries of
-# a bracket around the previous step's median (see _bracketed_median) instead of by a full kthvalue.
-BRACKET_MIN_ENTRIES = 16384
-BRACKET_RANKS = 1024  # ranks kept each side of the middle pair when the next step's bracket is chosen
-BRACKET_SEED = 0.05  # relative half-width of the bracket seeded from an exact median
-
-
-@torch.no_grad()
-def svgd(score: Callable[[torch.Tensor], torch.Tensor], particles: torch.Tensor, n_iter: int, step_size: float, *,
-         alpha: float = 0.9, fudge: float = 1e-6, bandwidth: float | None = None,
-         escape_radius: float | None = None, check_every: int = 50, chunk_size: int | None = None,
-         median_particles: int = 2048,
-         monitor: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
-    """Move ``particles`` [n, d] towards the density whose score is ``score`` (Liu & Wang, 2016).
-
-    phi(x_i) = (1/n) sum_j [k(x_j, x_i) score(x_j) + grad_{x_j} k(x_j, x_i)] with the RBF kernel
-    k(x, y) = exp(-||x - y||^2 / h), h = med^2 / log(n + 1) (median heuristic over the squared
-    pairwise distances, recomputed each step; from the first ``median_particles`` particles when
-    n is larger) unless ``bandwidth`` fixes h. AdaGrad with momentum: g = phi^2 at the first
-    step, then g = alpha g + (1 - alpha) phi^2; x += step_size phi / (fudge + sqrt(g)).
-
-    ``particles`` [S, n, d] moves S independent particle sets together (batched matmuls), each
-    with its own bandwidth, AdaGrad state, escape radius and result; ``score`` is then called on
-    the [S * n, d] particles of all sets at once.
-
-    Runs on the particles' device without an autograd graph and without host syncs between the
-    checks; the kernel is built in blocks of ``chunk_size`` rows (default: ~2^24 kernel entries
-    per block, all sets together). Every ``check_every`` steps (and at the end) the particles
-    are checked, ``monitor(step, particles)`` is called, and SVGDDivergedError is raised if they
-    are non-finite or if max |z| exceeds ``escape_radius`` (default 10 (1 + max |z| at the start)
-    of the set): the usual cause is an unnormalisable target."""
-    x = _check_particles_in(particles)
-    xs = x if x.dim() == 3 else x[None]  # a view: updating xs updates x
-    n = xs.shape[1]
-    if n_iter < 0 or step_size <= 0 or not 0 <= alpha < 1 or check_every < 1 or median_particles < 2:
-        raise ValueError(f"svgd: need n_iter >= 0, step_size > 0, 0 <= alpha < 1, check_every >= 1, "
-                         f"median_particles >= 2; got {n_iter}, {step_size}, {alpha}, {check_every}, "
-                         f"{median_particles}")
-    if bandwidth is not None and not (math.isfinite(bandwidth) and bandwidth > 0):
-        raise ValueError(f"svgd: bandwidth must be a positive number, got {bandwidth}")
-    start = xs.abs().amax(dim=(1, 2)).tolist()
-    radius = [ESCAPE_FACTOR * (1.0 + s) if escape_radius is None else escape_radius for s in start]
-    m = min(n, median_particles)
-    bracketed = bandwidth is None and xs.device.type == "cpu" and m * m >= BRACKET_MIN_ENTRIES
-    state = _SVGDState(None, None, torch.zeros((), dtype=torch.bool, device=xs.device))
-    saved, saved_step = state.copy(xs), 0
-    step = 1
-    while step <= n_iter:
-        exact = not bracketed or state.bracket is None
-        _svgd_step(score, xs, state, step_size, alpha, fudge, bandwidth, chunk_size, median_particles, exact,
-                   bracketed)
-        if step % check_every == 0 or step == n_iter:
-            if bracketed and state.missed.item():  # a bracket missed the median: redo these steps exactly
-                state = saved.copy(xs, restore=True)
-                for _ in range(saved_step, step):
-                    _svgd_step(score, xs, state, step_size, alpha, fudge, bandwidth, chunk_size, median_particles,
-                               True, True)
-            _check_escape(xs, step, radius, start, escape_radius is None, x.dim() == 3)
-            if monitor is not None:
-                monitor(step, x)
-            saved, saved_step = state.copy(xs), step
-        step += 1
-    return x
-
-
-@dataclass
-class _SVGDState:
-    """AdaGrad accumulator, the median bracket [S, 2] for the next step (None: use the exact median)
-    and whether a bracket missed since the last check; ``x`` only in saved copies."""
-
-    historical: torch.Tensor | None
-    bracket: torch.Tensor | None
-    missed: torch.Tensor
-    x: torch.Tensor | None = None
-
-    def copy(self, xs: torch.Tensor, restore: bool = False) -> "_SVGDState":
-        clone = lambda t: None if t is None else t.clone()  # noqa: E731
-        if restore:
-            xs.copy_(self.x)
-            return _SVGDState(clone(self.historical), None, torch.zeros_like(self.missed))
-        return _SVGDState(clone(self.historical), clone(self.bracket), torch.zeros_like(self.missed), xs.clone())
-
-
-def _svgd_step(score, xs, state, step_size, alpha, fudge, bandwidth, chunk_size, median_particles, exact,
-               bracketed) -> None:
-    """One SVGD step in place; the median by kthvalue when ``exact``, else in ``state.bracket``;
-    a bracket for the next step when ``bracketed``."""
-    s, n, d = xs.shape
-    grad = score(xs.reshape(s * n, d) if s > 1 else xs[0]).reshape(s, n, d)
-    phi, bracket, hit = _stein(xs, grad, bandwidth, chunk_size, median_particles,
-                               None if exact else state.bracket, bracketed)
-    if state.historical is None:
-        state.historical = phi.square()
-    else:
-        state.historical.mul_(alpha).add_(phi.square(), alpha=1 - alpha)
-    xs.add_(step_size * phi / (fudge + state.historical.sqrt()))
-    state.bracket = bracket
-    if hit is not None:
-        state.missed |= ~hit.all()
-
-
-def stein_direction(x: torch.Tensor, grad: torch.Tensor, bandwidth: float | None = None,
-                    chunk_size: int | None = None, median_particles: int = 2048) -> torch.Tensor:
-    """The SVGD update phi [n, d] (or [S, n, d]) for particles ``x`` with scores ``grad`` (see ``svgd``)."""
-    xs = x if x.dim() == 3 else x[None]
-    phi, _, _ = _stein(xs, grad.reshape(xs.shape), bandwidth, chunk_size, median_particles, None, False)
-    return phi.reshape(x.shape)
-
-
-def _stein(xs, grad, bandwidth, chunk_size, median_particles, bracket, bracketed):
-    """phi [S, n, d]; with no ``bandwidth``, also the next median bracket (when ``bracketed``, or
-    when ``bracket`` is given) and whether ``bracket`` held the median of each set."""
-    s, n, d = xs.shape
-    chunk = chunk_size or max(1, 2**24 // (s * n))
-    left, right = _distance_factors(xs)
-    reuse = bandwidth is None and n <= median_particles and chunk >= n
-    d2 = _sq_distances(left, right) if reuse else None
-    next_bracket = hit = None
-    if bandwidth is not None:
-        neg_inv_h = torch.full((s, 1, 1), -1.0 / bandwidth, dtype=xs.dtype, device=xs.device)
-        two_over_h = torch.full((s, 1, 1), 2.0 / bandwidth, dtype=xs.dtype, device=xs.device)
-    else:
-        if d2 is None:
-            m = min(n, median_particles)
-            sub_l, sub_r = (left, right) if m == n else _distance_factors(xs[:, :m])
-            d2_median = _sq_distances(sub_l, sub_r)
-        else:
-            d2_median = d2
-        med2, next_bracket, hit = _median_sq_distance(d2_median, bracket, bracketed)
-        h = torch.where(med2 > 0, med2 / math.log(n + 1), torch.ones_like(med2))[:, None, None]
-        neg_inv_h, two_over_h = -1.0 / h, 2.0 / h
-    rhs = torch.cat([grad.to(xs.dtype), xs, torch.ones(s, n, 1, dtype=xs.dtype, device=xs.device)], dim=2)
-    if d2 is not None:
-        out = torch.bmm(d2.mul_(neg_inv_h).exp_(), rhs)
-    else:
-        out = torch.empty_like(rhs)
-        for lo in range(0, n, chunk):
-            hi = min(lo + chunk, n)
-            kernel = torch.bmm(left[:, lo:hi], right.transpose(1, 2)).clamp_(min=0.0)
-            torch.bmm(kernel.mul_(neg_inv_h).exp_(), rhs, out=out[:, lo:hi])
-    k_grad, k_x, k_sum = out[..., :d], out[..., d:2 * d], out[..., 2 * d:]
-    # sum_j grad_{x_j} k(x_j, x_i) = (2 / h) (x_i sum_j k_ij - sum_j k_ij x_j)
-    return (k_grad + two_over_h * (xs * k_sum - k_x)) / n, next_bracket, hit
-
-
-def _distance_factors(xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """[-2 x, 1, |x|^2] and [x, |x|^2, 1]: their product is ||x_i - x_j||^2 in one (b)mm."""
-    sq = xs.square().sum(2, keepdim=True)
-    one = torch.ones_like(sq)
-    return torch.cat([-2.0 * xs, one, sq], dim=2), torch.cat([xs, sq, one], dim=2)
-
-
-def _sq_distances(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-    """[S, m, m] squared pairwise distances, clamped at 0, with an exact zero diagonal."""
-    d2 = torch.bmm(left, right.transpose(1, 2)).clamp_(min=0.0)
-    d2.diagonal(dim1=1, dim2=2).zero_()
-    return d2
-
-
-def median_bandwidth(x: torch.Tensor, median_particles: int = 2048) -> float | torch.Tensor:
-    """h = med^2 / log(n + 1), med^2 the median of all n^2 squared pairwise distances (the zero
-    diagonal included, as in Liu & Wang's code) of the first ``median_particles`` particles.
-    Collapsed particles (med = 0) get h = 1. A float for x [n, d], a tensor [S] for x [S, n, d]."""
-    xs = x if x.dim() == 3 else x[None]
-    n = xs.shape[1]
-    med2, _, _ = _median_sq_distance(_sq_distances(*_distance_factors(xs[:, :median_particles])), None, False)
-    h = torch.where(med2 > 0, med2 / math.log(n + 1), torch.ones_like(med2))
-    return h if x.dim() == 3 else h.item()
-
-
-def _median_sq_distance(d2: torch.Tensor, bracket: torch.Tensor | None, bracketed: bool):
-    """Per set, the median of the m^2 entries of ``d2`` [S, m, m] (the mean of the two middle
-    values when m^2 is even, as numpy's median), without a host sync.
-
-    With no ``bracket``: by kthvalue (and the least entry above it) on the CPU, by a (segmented
-    radix) sort on a GPU. With a ``bracket`` [S, 2]
-    (CPU only): the entries in [lo, hi] are sorted and the middle pair read off at its rank among
-    them, valid where count(< lo) <= the lower middle rank and count(<= hi) > the upper one; the
-    second result says where it was (the caller redoes a step where it was not). Returns (med2
-    [S], the next step's bracket [S, 2] or None, valid [S] or None)."""
-    s = d2.shape[0]
-    flat = d2.reshape(s, -1)
-    total = flat.shape[1]
-    k_lo, k_hi = (total - 1) // 2, total // 2  # 0-based ranks of the middle pair
-    if bracket is None and flat.device.type != "cpu":  # a GPU's kthvalue is one block per row: sort instead
-        ordered = flat.sort(dim=1).values
-        lower, upper = ordered[:, k_lo], ordered[:, k_hi]
-        return 0.5 * (lower + upper), None, None
-    if bracket is None:
-        lower = flat.kthvalue(k_lo + 1, dim=1).values
-        if k_hi == k_lo:
-            upper = lower
-        else:
-            at_most = flat <= lower[:, None]
-            above = flat.masked_fill(at_most, math.inf).amin(dim=1)
-            upper = torch.where(at_most.sum(1) > k_hi, lower, above)
-        next_bracket = (torch.stack([lower * (1 - BRACKET_SEED), upper * (1 + BRACKET_SEED)], dim=1)
-                        if bracketed else None)
-        return 0.5 * (lower + upper), next_bracket, None
-    lo, hi = bracket[:, :1], bracket[:, 1:]
-    # count(flat < lo) as sum(ceil(clamp(lo - flat, 0, 1))): exact (lo - flat > 0 iff flat < lo), and
-    # several times faster on the CPU than summing a bool mask, which is first widened to int64
-    below = (lo - flat).clamp_(0.0, 1.0).ceil_().sum(1).long()
-    count = total - (flat - hi).clamp_(0.0, 1.0).ceil_().sum(1).long() - below
-    inside = (flat >= lo) & (flat <= hi)
-    values = flat[inside]  # the sets' entries in their brackets, set after set
-    if s == 1:
-        values = values.sort().values
-    else:  # sort by value, then (stably) by set
-        values, order = values.sort(stable=True)
-        owner = torch.repeat_interleave(torch.arange(s, device=flat.device), count)[order]
-        values = values[owner.sort(stable=True).indices]
-    values = torch.cat([values, values.new_zeros(1)])  # never empty: reads past a set are invalid anyway
-    first = count.cumsum(0) - count
-    last = (first + count - 1).clamp(min=0)
-
-    def at(rank):  # (the entry of rank ``rank`` among all of a set's, read inside its bracket, its rank)
-        index = torch.minimum((first + rank - below).clamp(min=0), last).clamp(max=values.numel() - 1)
-        return values[index], index - first + below
-
-    valid = (below <= k_lo) & (below + count > k_hi)
-    (lower, _), (upper, _) = at(k_lo), at(k_hi)
-    # the next bracket: centred on this median, BRACKET_RANKS ranks to each side by the density of the
-    # entries seen in this one (so that it follows a drifting median)
-    (low, low_rank), (high, high_rank) = at(k_lo - BRACKET_RANKS), at(k_hi + BRACKET_RANKS)
-    width = torch.maximum((lower - low) / (k_lo - low_rank).clamp(min=1),
-                          (high - upper) / (high_rank - k_hi).clamp(min=1)) * BRACKET_RANKS
-    next_bracket = torch.stack([lower - width, upper + width], dim=1)
-    return 0.5 * (lower + upper), next_bracket, valid
-
-
-def _check_particles_in(particles: torch.Tensor) -> torch.Tensor:
-    if not isinstance(particles, torch.Tensor) or particles.dim() not in (2, 3) or particles.shape[-2] < 2:
-        shape = tuple(particles.shape) if isinstance(particles, torch.Tensor) else type(particles).__name__
-        raise ValueError(f"svgd: particles must be a tensor [n >= 2, d] (or [S, n >= 2, d]), got {shape}")
-    if not particles.is_floating_point():
-        raise ValueError(f"svgd: particles must be floating point, got {particles.dtype}")
-    if not torch.isfinite(particles).all():
-        raise ValueError("svgd: the initial particles contain NaN or inf")
-    return particles.detach().clone()
-
-
-def _check_escape(xs: torch.Tensor, step: int, radius: list[float], start: list[float], default_radius: bool,
-                  batched: bool = False) -> None:
-    cause = ("The target is probably not normalisable (e.g. a polynomial prior of eq. 13 with an odd top "
-             "degree or a positive top coefficient), so its particles drift to infinity: retrain with "
-             "training.poly_normalisable: true and an even training.poly_order, or lower the step size "
-             "if the target is normalisable.")
-    if not torch.isfinite(xs).all():
-        raise SVGDDivergedError(f"SVGD particles became NaN/inf by step {step}. {cause}")
-    for i, far in enumerate(xs.abs().amax(dim=(1, 2)).tolist()):
-        if far > radius[i]:
-            rule = f" = {ESCAPE_FACTOR:g} x (1 + max |z| at the start, {start[i]:.3g})" if default_radius else ""
-            where = f" (particle set {i})" if batched else ""
-            raise SVGDDivergedError(f"SVGD particles ran away: max |z| = {far:.4g} after step {step}{where}, "
-                                    f"beyond the escape radius {radius[i]:.4g}{rule}. {cause} If the target's "
-                                    "mass really lies that far out, pass a larger escape_radius.")
-
-
-# --------------------------------------------------------------------------- the polynomial factors
-
-def natural_parameters(prior: torch.nn.Module) -> np.ndarray:
-    """eta [dim, K] in float64 (column k-1 multiplies z^k); N(0, I) is eta_j = (0, -1/2)."""
-    if isinstance(prior, GaussianPrior):
-        return np.tile([0.0, -0.5], (prior.dim, 1))
-    if isinstance(prior, PolynomialPrior):
-        return prior.natural_parameters().detach().cpu().double().numpy()
-    raise TypeError(f"no exact marginals for a {type(prior).__name__}: expected GaussianPrior or PolynomialPrior")
-
-
-def not_normalisable_message(problems: dict[int, str], order: int) -> str:
-    listed = "; ".join(f"dim {j}: {why}" for j, why in list(problems.items())[:8])
-    more = f" (and {len(problems) - 8} more)" if len(problems) > 8 else ""
-    return (f"the polynomial prior (eq. 13, K = {order}) cannot be normalised in {len(problems)} dimension(s) "
-            f"[{listed}{more}]: exp(sum_k eta_jk z^k) has an infinite integral there, so it has no exact "
-            "samples and SVGD particles drift off instead of converging. Retrain with "
-            "training.poly_normalisable: true and an even training.poly_order (e.g. 4 or 6), or sample it "
-            "with SVGD (the paper's method) knowing that the samples drift.")
-
-
-def unnormalisable_dims(prior: torch.nn.Module) -> dict[int, str]:
-    """{dimension: reason} for the factors of the prior that cannot be normalised."""
-    eta = natural_parameters(prior)
-    return {j: why for j, row in enumerate(eta) if (why := factor_problem(row))}
-
-
-def escape_region(eta_j: np.ndarray) -> tuple[float, float]:
-    """(left, right): particles below ``left`` or above ``right`` are past the last critical point
-    on a side where log p_j rises without bound, so they never come back (+-inf: no such side)."""
-    coef = np.concatenate([[0.0], eta_j])
-    degree = np.flatnonzero(coef)[-1] if np.any(coef) else 0
-    if degree == 0:
-        return math.inf, -math.inf  # flat: every particle drifts (repulsion only)
-    top = coef[degree]
-    crit = _real_roots(np.polynomial.polynomial.polyder(coef[:degree + 1]))
-    left_rises = (degree % 2 == 0 and top > 0) or (degree % 2 == 1 and top < 0)
-    right_rises = top > 0
-    left = (crit.min() if crit.size else math.inf) if left_rises else -math.inf
-    right = (crit.max() if crit.size else -math.inf) if right_rises else math.inf
-    return float(left), float(right)
-
-
-def _real_roots(coef: np.ndarray, rel_tol: float = 1e-7) -> np.ndarray:
-    """Real roots of the power-ascending polynomial ``coef`` (near-real pairs kept by real part)."""
-    nz = np.flatnonzero(coef)
-    if nz.size == 0 or nz[-1] == 0:
-        return np.zeros(0)
-    roots = np.polynomial.polynomial.polyroots(coef[:nz[-1] + 1])
-    return np.sort(roots.real[np.abs(roots.imag) <= rel_tol * np.maximum(1.0, np.abs(roots))])
-
-
-# --------------------------------------------------------------------------- exact marginals
-
-@dataclass(frozen=True)
-class MarginalGrid:
-    """The normalised CDF of each factor of eq. 13 on a grid: ``z`` and ``cdf`` [dim, G], trapezoid
-    rule in float64 over the support where log p_j is within ``SUPPORT_NATS`` of its maximum;
-    between grid points the CDF is linear (the density piecewise constant)."""
-
-    z: np.ndarray
-    cdf: np.ndarray
-    dims: tuple[int, ...] = field(default=())
-
-    def cdf_fn(self, i: int) -> Callable[[np.ndarray], np.ndarray]:
-        """The CDF of the i-th gridded dimension, as a callable (e.g. for scipy.stats.kstest)."""
-        return lambda values: np.interp(values, self.z[i], self.cdf[i])
-
-    def ppf(self, u: np.ndarray) -> np.ndarray:
-        """Inverse CDF of each column of ``u`` [n, len(dims)] in [0, 1]."""
-        return np.stack([np.interp(u[:, i], self.cdf[i], self.z[i]) for i in range(self.z.shape[0])], axis=1)
-
-
-def marginal_grid(prior: torch.nn.Module, grid_points: int = 20001, *, dims: Sequence[int] | None = None,
-                  nats: float = SUPPORT_NATS) -> MarginalGrid:
-    """The exact marginal CDFs of the prior's factors ``dims`` (default all), each normalisable."""
-    if grid_points < 3:
-        raise ValueError(f"grid_points must be >= 3, got {grid_points}")
-    eta = natural_parameters(prior)
-    dims = tuple(range(eta.shape[0])) if dims is None else tuple(dims)
-    problems = {j: why for j in dims if (why := factor_problem(eta[j]))}
-    if problems:
-        raise NotNormalisableError(not_normalisable_message(problems, eta.shape[1]))
-    zs, cdfs = [], []
-    for j in dims:
-        coef = np.concatenate([[0.0], eta[j]])
-        lo, hi = _support(coef, nats)
-        z = np.linspace(lo, hi, grid_points)
-        log_p = np.polynomial.polynomial.polyval(z, coef)
-        w = np.exp(log_p - log_p.max())
-        cdf = np.concatenate([[0.0], np.cumsum(0.5 * (w[1:] + w[:-1]) * np.diff(z))])
-        zs.append(z)
-        cdfs.append(cdf / cdf[-1])
-    return MarginalGrid(np.stack(zs), np.stack(cdfs), dims)
-
-
-def _support(coef: np.ndarray, nats: float) -> tuple[float, float]:
-    """[lo, hi] outside which log p (power-ascending ``coef``, normalisable) is > ``nats`` below its max."""
-    crit = np.polynomial.polynomial.polyroots(np.polynomial.polynomial.polyder(coef))
-    peak = np.polynomial.polynomial.polyval(crit.real, coef).max()
-    level = coef.copy()
-    level[0] -= peak - nats
-    ends = _real_roots(level, rel_tol=1e-6)
-    if ends.size < 2:
-        raise RuntimeError(f"exact sampler: could not bracket the support of the factor {coef[1:]}")
-    lo, hi = ends[0], ends[-1]
-    pad = 0.01 * (hi - lo)
-    return float(lo - pad), float(hi + pad)
-
-
-def sample_prior(prior: torch.nn.Module, n: int, generator: torch.Generator | None = None, *,
-                 grid_points: int = 20001) -> torch.Tensor:
-    """n exact samples [n, dim] (float32, CPU) of a Gaussian or normalisable polynomial prior.
-
-    The polynomial prior of eq. 13 factorises, so each coordinate is F_j^{-1}(u), u ~ U(0, 1),
-    with F_j from ``marginal_grid``. An unnormalisable prior raises NotNormalisableError."""
-    if n < 1:
-        raise ValueError(f"sample_prior: n must be >= 1, got {n}")
-    if isinstance(prior, GaussianPrior):
-        return torch.randn(n, prior.dim, generator=generator)
-    grid = marginal_grid(prior, grid_points)
-    u = torch.rand(n, len(grid.dims), generator=generator, dtype=torch.float64).numpy()
-    return torch.from_numpy(grid.ppf(u)).float()
-
-
-# --------------------------------------------------------------------------- distances
-
-def wasserstein_to_cdf(samples: np.ndarray, z: np.ndarray, cdf: np.ndarray) -> float:
-    """W1 = integral |F_n(x) - F(x)| dx between the empirical CDF of 1-D ``samples`` and the
-    piecewise-linear CDF (z, cdf), integrated exactly."""
-    x = np.sort(np.asarray(samples, dtype=np.float64))
-    pts = np.union1d(x, z)
-    f = np.interp(pts, z, cdf)
-    fn = np.searchsorted(x, pts[:-1], side="right") / x.size  # F_n on [pts[i], pts[i+1])
-    a, b, width = f[:-1] - fn, f[1:] - fn, np.diff(pts)
-    same_sign = a * b >= 0
-    area = np.where(same_sign, 0.5 * (np.abs(a) + np.abs(b)),
-                    0.5 * (a**2 + b**2) / np.maximum(np.abs(a) + np.abs(b), 1e-300))
-    return float((area * width).sum())
-
-
-def marginal_distances(samples: torch.Tensor | np.ndarray, grid: MarginalGrid) -> dict[str, np.ndarray]:
-    """Per gridded dimension: KS statistic and p-value against the exact marginal CDF, and W1."""
-    x = torch.as_tensor(samples).detach().cpu().double().numpy()
-    ks, pvalue, w1 = [], [], []
-    for i, j in enumerate(grid.dims):
-        test = stats.kstest(x[:, j], grid.cdf_fn(i))
-        ks.append(test.statistic)
-        pvalue.append(test.pvalue)
-        w1.append(wasserstein_to_cdf(x[:, j], grid.z[i], grid.cdf[i]))
-    return {"dim": np.array(grid.dims), "ks": np.array(ks), "ks_pvalue": np.array(pvalue), "w1": np.array(w1)}
-
-
-# --------------------------------------------------------------------------- dispatch
 
 @dataclass
 class LatentSamples:
@@ -550,3 +134,35 @@ def _describe_region(left: float, right: float) -> str:
         return "everywhere"
     parts = ([f"z < {left:.4g}"] if left > -math.inf else []) + ([f"z > {right:.4g}"] if right < math.inf else [])
     return " or ".join(parts) or "none"
+
+
+# --------------------------------------------------------------------------- the samples file
+
+def write_samples(path: str | Path, samples: LatentSamples, normalisable: bool) -> Path:
+    """The samples NPZ at ``path``, atomically: z (float32), method, seconds, normalisable, and
+    z_exact / seconds_exact where the exact sampler ran."""
+    arrays = {"z": samples.z.numpy().astype(np.float32), "method": np.array(samples.method),
+              "seconds": np.array(samples.seconds), "normalisable": np.array(normalisable)}
+    if samples.z_exact is not None:
+        arrays |= {"z_exact": samples.z_exact.numpy().astype(np.float32),
+                   "seconds_exact": np.array(samples.seconds_exact)}
+    return atomic_write(path, lambda tmp: np.savez(tmp, **arrays))
+
+
+def read_samples(path: str | Path, latent_dim: int) -> tuple[np.ndarray, str]:
+    """(z [n_draws, n_samples, latent_dim], method) of the samples NPZ at ``path``;
+    SamplesFileError where it is missing, unreadable, of another shape or not finite."""
+    if not Path(path).is_file():
+        raise SamplesFileError(f"samples file {path} does not exist; run `python -m fisherae sample` first")
+    try:
+        with np.load(path) as npz:
+            z, method = npz["z"], str(npz["method"])
+    except (OSError, ValueError, KeyError) as err:
+        raise SamplesFileError(f"samples file {path} is unreadable or lacks z/method ({err}); "
+                               "delete it and rerun `python -m fisherae sample`") from err
+    if z.ndim != 3 or z.shape[0] < 1 or z.shape[1] < 1 or z.shape[2] != latent_dim:
+        raise SamplesFileError(f"samples file {path}: z has shape {z.shape}, expected [n_draws, n_samples, "
+                               f"{latent_dim}] for this checkpoint; rerun `sample` with the matching checkpoint")
+    if not np.isfinite(z).all():
+        raise SamplesFileError(f"samples file {path}: z contains NaN or inf; rerun `sample`")
+    return z, method

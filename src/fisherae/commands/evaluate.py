@@ -4,7 +4,6 @@ and the paper's Figures 1-6; ``diagnose``: encoder collapse diagnostics beside F
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -59,40 +58,26 @@ def setup_grids(parser):
     return run_grids
 
 
-def _latent_samples(path: str) -> tuple[np.ndarray, str]:
-    """The first draw of the ``sample`` NPZ's z ([n, d]) and its sampling method."""
-    if not Path(path).is_file():
-        raise UserError(f"latent samples {path} do not exist; write them with `python -m fisherae sample`")
-    try:
-        with np.load(path) as npz:
-            z, method = npz["z"], str(npz["method"]) if "method" in npz else "unknown"
-    except (OSError, ValueError, KeyError) as err:
-        raise UserError(f"latent samples {path} are unreadable or lack 'z' ({err}); rerun `python -m fisherae "
-                        "sample`") from err
-    if z.ndim != 3 or z.shape[0] < 1 or z.shape[1] < 1:
-        raise UserError(f"latent samples {path}: z has shape {z.shape}, expected [n_draws, n_samples, latent_dim]")
-    return z[0], method
-
-
 def run_grids(args) -> None:
     import torch
 
     from fisherae.devices import acquire_device
     from fisherae.evaluation import first_images, grid_sections, tile
     from fisherae.plots import write_grid_png
+    from fisherae.sampling import read_samples
 
     config, model = load_config_and_model(args)
     settings, noise_seed = config["evaluation"]["grids"], config["evaluation"]["noise_sweep"]["noise_seed"]
     noise_sigma2 = settings["noise_sigma2"].get(args.dataset)
     if noise_sigma2 is None:
         raise ConfigError(f"{args.config}: evaluation.grids.noise_sigma2.{args.dataset} is not set")
-    z, method = _latent_samples(args.samples)
+    z, method = read_samples(args.samples, model.spec.latent)
     data = load_test_split(config, args.dataset)
     n_images = min(settings["n_images"], len(data))
     clean, _ = first_images(data, n_images)
     try:
         with acquire_device(config["device"]) as device:
-            sections = grid_sections(model, clean, torch.from_numpy(z[:settings["n_samples"]]), noise_sigma2,
+            sections = grid_sections(model, clean, torch.from_numpy(z[0, :settings["n_samples"]]), noise_sigma2,
                                      noise_seed, device)
     except ValueError as err:
         raise UserError(f"{args.samples}: {err}; sample from this checkpoint's prior") from err

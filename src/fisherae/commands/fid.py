@@ -77,9 +77,10 @@ def setup_fid(parser):
 def run_fid(args) -> None:
 
     from fisherae.devices import acquire_device
+    from fisherae.sampling import read_samples
 
     config, model = load_config_and_model(args)
-    z, sampler = _load_samples(args.samples, model.spec.latent)
+    z, sampler = read_samples(args.samples, model.spec.latent)
     settings = config["evaluation"]["fid"]
     with acquire_device(config["device"]) as device:
         extractors, unavailable = _extractors(settings, args.dataset, args.classifier, device)
@@ -95,25 +96,6 @@ def run_fid(args) -> None:
     table.insert(0, "dataset", args.dataset)
     table["sampler"] = sampler
     write_csv(table.reindex(columns=FID_COLUMNS), args.out)
-
-
-def _load_samples(path: str, latent_dim: int):
-    from pathlib import Path
-
-    if not Path(path).is_file():
-        raise UserError(f"samples file {path} does not exist; run `python -m fisherae sample` first")
-    try:
-        with np.load(path) as npz:
-            z, method = npz["z"], str(npz["method"])
-    except (OSError, ValueError, KeyError) as err:
-        raise UserError(f"samples file {path} is unreadable or lacks z/method ({err}); "
-                        "delete it and rerun `python -m fisherae sample`") from err
-    if z.ndim != 3 or z.shape[2] != latent_dim:
-        raise UserError(f"samples file {path}: z has shape {z.shape}, expected [n_draws, n_samples, {latent_dim}] "
-                        "for this checkpoint; rerun `sample` with the matching checkpoint")
-    if not np.isfinite(z).all():
-        raise UserError(f"samples file {path}: z contains NaN or inf; rerun `sample`")
-    return z, method
 
 
 def _extractors(settings: dict, dataset: str, classifier_path: str | None, device):

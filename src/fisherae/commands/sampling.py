@@ -37,11 +37,12 @@ RUNAWAY_FRACTION = 0.01  # more particles than this past the escape point: the s
 def run_sample(args) -> None:
     import torch
 
-    from fisherae.checkpoint import atomic_write, load_model_payload, model_from_payload
+    from fisherae.checkpoint import load_model_payload, model_from_payload
     from fisherae.config import load_config
     from fisherae.devices import acquire_device
-    from fisherae.sampling import (SVGDDivergedError, drift_diagnostics, not_normalisable_message, sample_latents,
-                                   unnormalisable_dims)
+    from fisherae.errors import SVGDDivergedError
+    from fisherae.prior_analysis import not_normalisable_message, unnormalisable_dims
+    from fisherae.sampling import drift_diagnostics, sample_latents, write_samples
 
     config = load_config(args.config)
     payload = load_model_payload(args.checkpoint)
@@ -66,12 +67,7 @@ def run_sample(args) -> None:
                                      grid_points=sampling["grid_points"], generator=generator, device=device)
         except SVGDDivergedError as err:
             raise UserError(f"sampling the prior of {args.checkpoint} failed: {err}") from err
-    arrays = {"z": samples.z.numpy().astype(np.float32), "method": np.array(samples.method),
-              "seconds": np.array(samples.seconds), "normalisable": np.array(not problems)}
-    if samples.z_exact is not None:
-        arrays |= {"z_exact": samples.z_exact.numpy().astype(np.float32),
-                   "seconds_exact": np.array(samples.seconds_exact)}
-    atomic_write(args.out, lambda tmp: np.savez(tmp, **arrays))
+    write_samples(args.out, samples, normalisable=not problems)
     print(f"fisherae sample: {samples.method}, z {tuple(samples.z.shape)}, {samples.seconds:.1f} s -> {args.out}")
     drift = drift_diagnostics(prior, samples) if samples.method == "svgd" else []
     if problems:
@@ -101,7 +97,8 @@ def sampling_report(prior, samples, problems: dict[int, str], drift: list[dict],
     """Per dimension and method: KS / W1 against the exact marginal where that factor is
     normalisable (``problems``: dim -> why not; a stated NaN with a note there), time, and the SVGD
     ``drift`` diagnostics (``drift_diagnostics`` rows; empty for exact samples)."""
-    from fisherae.sampling import marginal_distances, marginal_grid
+    from fisherae.metrics import marginal_distances
+    from fisherae.prior_analysis import marginal_grid
 
     problem = {j: problems.get(j, "") for j in range(prior.dim)}
     good = [j for j, why in problem.items() if not why]
