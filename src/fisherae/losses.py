@@ -141,22 +141,6 @@ def vae_loss(encoder: nn.Module, decoder: nn.Module, prior: nn.Module, x: torch.
     return VAETerms(reconstruction, kl, (reconstruction + kl).mean())
 
 
-class LatentAdversary(nn.Module):
-    """WAE-GAN's latent discriminator: 4 fully connected layers, ReLU, one logit out."""
-
-    def __init__(self, latent_dim: int, hidden: int = 512):
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(latent_dim, hidden), nn.ReLU(),
-            nn.Linear(hidden, hidden), nn.ReLU(),
-            nn.Linear(hidden, hidden), nn.ReLU(),
-            nn.Linear(hidden, 1),
-        )
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z).squeeze(-1)
-
-
 def wae_encode(encoder: nn.Module, x: torch.Tensor, stochastic: bool = False,
                generator: torch.Generator | None = None, eps: torch.Tensor | None = None) -> torch.Tensor:
     """WAE's encoder output: mu(x) (deterministic) or one draw of N(mu, sigma^2) (``eps``

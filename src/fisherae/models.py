@@ -1,5 +1,6 @@
 """The WAE paper's convolutional encoders/decoders (Tolstikhin et al., 2018, App. E) for
-MNIST (28x28x1) and CelebA (64x64x3), and the model container saved to checkpoints.
+MNIST (28x28x1) and CelebA (64x64x3), WAE-GAN's latent adversary, and the model container saved
+to checkpoints.
 
 BatchNorm in training mode couples the samples of a batch, which makes sample i's
 gradient terms of eq. 11 depend on sample j. We use GroupNorm, which normalises each
@@ -14,7 +15,7 @@ import torch
 from torch import nn
 
 from fisherae.convolutions import Conv2d, ConvTranspose2d
-from fisherae.losses import LatentAdversary
+from fisherae.image_shapes import IMAGE_SHAPES
 from fisherae.priors import build_prior
 
 METHODS = ("fisher_ae", "vae", "wae_gan")
@@ -22,19 +23,27 @@ METHODS = ("fisher_ae", "vae", "wae_gan")
 
 @dataclass(frozen=True)
 class Architecture:
-    """Shape of one dataset's nets: image shape, kernel size, decoder start size."""
+    """Shape of one dataset's nets: its images (``fisherae.image_shapes``), kernel size, decoder
+    start size, the adversary's width and the default latent dimension."""
 
-    channels: int
-    size: int
+    dataset: str
     kernel: int
     decoder_start: int
     adversary_hidden: int
     default_latent: int
 
+    @property
+    def channels(self) -> int:
+        return IMAGE_SHAPES[self.dataset][0]
+
+    @property
+    def size(self) -> int:
+        return IMAGE_SHAPES[self.dataset][1]
+
 
 ARCHITECTURES = {
-    "mnist": Architecture(channels=1, size=28, kernel=4, decoder_start=7, adversary_hidden=512, default_latent=8),
-    "celeba": Architecture(channels=3, size=64, kernel=5, decoder_start=8, adversary_hidden=1024, default_latent=64),
+    "mnist": Architecture("mnist", kernel=4, decoder_start=7, adversary_hidden=512, default_latent=8),
+    "celeba": Architecture("celeba", kernel=5, decoder_start=8, adversary_hidden=1024, default_latent=64),
 }
 
 
@@ -80,7 +89,6 @@ class ConvEncoder(nn.Module):
         with torch.no_grad():
             n_features = self.features(torch.zeros(1, arch.channels, arch.size, arch.size)).shape[1]
         self.head = nn.Linear(n_features, 2 * latent_dim)
-        self.latent_dim = latent_dim
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.head(self.features(x)).chunk(2, dim=1)
@@ -105,6 +113,22 @@ class ConvDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.body(self.fc(z))
+
+
+class LatentAdversary(nn.Module):
+    """WAE-GAN's latent discriminator: 4 fully connected layers, ReLU, one logit out."""
+
+    def __init__(self, latent_dim: int, hidden: int = 512):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(latent_dim, hidden), nn.ReLU(),
+            nn.Linear(hidden, hidden), nn.ReLU(),
+            nn.Linear(hidden, hidden), nn.ReLU(),
+            nn.Linear(hidden, 1),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z).squeeze(-1)
 
 
 @dataclass(frozen=True)

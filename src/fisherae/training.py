@@ -40,6 +40,7 @@ from fisherae.errors import ConfigError, TrainingDiverged, UserError
 from fisherae.capture import GraphedStep
 from fisherae.batches import TensorBatches
 from fisherae.data import load_split
+from fisherae.devices import use_configured_threads
 from fisherae.host_memory import keep_freed_memory
 from fisherae.losses import fisher_ae_loss, vae_loss, wae_adversary_loss, wae_autoencoder_loss, wae_encode
 from fisherae.models import AutoEncoder, ModelSpec
@@ -60,7 +61,7 @@ def train(config: dict, dataset: str, model: str, seed: int, outdir: str | Path,
     if present; returns the path of ``model.pt``."""
     spec = model_spec(config, dataset, model)
     settings = config["training"]
-    torch.set_num_threads(settings["threads"])
+    use_configured_threads(config)
     keep_freed_memory()
     device = torch.device(device)
     outdir = Path(outdir)

@@ -20,9 +20,8 @@ def add_model_arguments(parser, seed_required: bool = True) -> None:
 
 def load_config_and_model(args):
     """(config, model): the validated config and the checkpoint, checked against --dataset/--model."""
-    import torch
-
     from fisherae.checkpoint import load_model_payload, model_from_payload
+    from fisherae.devices import use_configured_threads
     from fisherae.training import model_spec
 
     config = load_config(args.config)
@@ -39,7 +38,7 @@ def load_config_and_model(args):
                         "pass the checkpoint trained for this data set and model")
     refuse_other_training(config, payload.get("metadata", {}), args.checkpoint, args.config, args.dataset,
                           args.model, args.seed)
-    torch.set_num_threads(config["training"]["threads"])
+    use_configured_threads(config)
     return config, model
 
 

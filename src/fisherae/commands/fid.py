@@ -37,13 +37,11 @@ def setup_train_classifier(parser):
 
 
 def run_train_classifier(args) -> None:
-    import torch
-
     from fisherae.checkpoint import atomic_write_text
     from fisherae.classifier import save_classifier, train_classifier
     from fisherae.config import load_config
     from fisherae.data import load_split
-    from fisherae.devices import acquire_device
+    from fisherae.devices import acquire_device, use_configured_threads
 
     config = load_config(args.config)
     if args.dataset != "mnist":
@@ -51,7 +49,7 @@ def run_train_classifier(args) -> None:
                         "(CelebA's FID uses Inception features)")
     if "mnist" not in config["datasets"]:
         raise ConfigError(f"{args.config}: datasets.mnist is not configured")
-    torch.set_num_threads(config["training"]["threads"])
+    use_configured_threads(config)
     data_cfg = config["datasets"]["mnist"]
     train, test = load_split("mnist", data_cfg, "train"), load_split("mnist", data_cfg, "test")
     with acquire_device(config["device"]) as device:

@@ -39,7 +39,7 @@ def run_sample(args) -> None:
 
     from fisherae.checkpoint import load_model_payload, model_from_payload
     from fisherae.config import load_config
-    from fisherae.devices import acquire_device
+    from fisherae.devices import acquire_device, use_configured_threads
     from fisherae.errors import SVGDDivergedError
     from fisherae.prior_analysis import not_normalisable_message, unnormalisable_dims
     from fisherae.sampling import drift_diagnostics, sample_latents, write_samples
@@ -52,7 +52,7 @@ def run_sample(args) -> None:
                         f"not define (models: {', '.join(sorted(config['models']))}); pass the config it was "
                         "trained with")
     refuse_other_training(config, meta, args.checkpoint, args.config, meta.get("dataset"), meta["model"], None)
-    torch.set_num_threads(config["training"]["threads"])
+    use_configured_threads(config)
     sampling, fid = config["evaluation"]["sampling"], config["evaluation"]["fid"]
     prior = model.prior
     problems = unnormalisable_dims(prior)
