@@ -12,7 +12,7 @@ import torch
 
 from fisherae.errors import SVGDDivergedError
 
-ESCAPE_FACTOR = 10.0
+ESCAPE_FACTOR = 10.0  # the default escape radius is this many times (1 + max |z| at the start)
 
 # CPU only: for >= this many squared distances per set, the median is selected among the entries of
 # a bracket around the previous step's median (see _median_sq_distance) instead of by a full kthvalue.
