@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 
 from fisherae.cli import UserError, command
-from fisherae.commands.common import (add_model_arguments, load_config_and_model, load_test_split, require_mnist,
-                                      write_csv)
-from fisherae.config import ConfigError, load_config
+from fisherae.commands.common import (add_model_arguments, load_config_and_model, load_test_split, read_config,
+                                      require_mnist, write_csv)
+from fisherae.config import ConfigError
 
 FIGURES = {"figure1": "mnist", "figure2": "mnist", "figure3": "mnist", "figure4": "mnist",
            "figure5": "celeba", "figure6": "celeba"}
@@ -238,7 +238,7 @@ def run_figure(args) -> None:
     from fisherae.evaluation import SWEEP_COLUMNS
     from fisherae.latent import NMI_COLUMNS
 
-    config = load_config(args.config)
+    config = read_config(args)
     dataset = FIGURES[args.name]
     try:
         if args.name in ("figure1", "figure5"):

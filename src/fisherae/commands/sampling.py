@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from fisherae.cli import UserError, command
-from fisherae.commands.common import refuse_other_training, write_csv
+from fisherae.commands.common import read_config, refuse_other_training, write_csv
 
 REPORT_COLUMNS = ["dataset", "model", "seed", "dim", "method", "normalisable", "problem", "n", "seconds",
                   "ks", "ks_pvalue", "w1", "mean", "sd", "escape_region", "escaping_start", "escaping_half",
@@ -37,14 +37,13 @@ def run_sample(args) -> None:
     import torch
 
     from fisherae.checkpoint import atomic_write, load_model_payload, model_from_payload
-    from fisherae.config import load_config
     from fisherae.devices import acquire_device
     from fisherae.sampling import (SVGDDivergedError, drift_diagnostics, not_normalisable_message, sample_latents,
                                    unnormalisable_dims)
 
-    config = load_config(args.config)
     payload = load_model_payload(args.checkpoint)
     model, meta = model_from_payload(payload, args.checkpoint), payload.get("metadata", {})
+    config = read_config(args, dataset=str(meta.get("dataset")), model=str(meta.get("model")))
     if meta.get("model") not in config["models"]:
         raise UserError(f"checkpoint {args.checkpoint} holds model {meta.get('model')!r}, which {args.config} does "
                         f"not define (models: {', '.join(sorted(config['models']))}); pass the config it was "
