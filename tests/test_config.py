@@ -159,7 +159,7 @@ def _schema_keys(node: dict, root: dict, prefix: str) -> set[str]:
     extra = node.get("additionalProperties")
     if isinstance(extra, dict) and extra.get("type") == "object":
         return _schema_keys(extra, root, f"{prefix}*.")
-    if not properties or prefix.endswith("sigma2.") or prefix.endswith("noise_sigma2."):
+    if not properties:
         return {prefix.rstrip(".")}
     return set().union(*(_schema_keys(sub, root, f"{prefix}{name}.") for name, sub in properties.items()))
 
