@@ -66,7 +66,8 @@ def dry_run_jobs(output: str) -> list[dict]:
         fields = dict(re.findall(r"^    (\w+): (.*)$", block, flags=re.M))
         resources = dict(re.findall(r"(\w+)=([^,\s]+)", fields.get("resources", "")))
         jobs.append({"rule": head.group(1), "output": fields.get("output", "").split(", "),
-                     "resources": resources, "wildcards": dict(re.findall(r"(\w+)=(\w+)", fields.get("wildcards", "")))})
+                     "resources": resources,
+                     "wildcards": dict(re.findall(r"(\w+)=(\w+)", fields.get("wildcards", "")))})
     return jobs
 
 
@@ -298,8 +299,9 @@ def _changed(path: tuple, value):
         return [*value[:-1], _changed(path, value[-1])]
     if value is None:
         return "pt_inception.pth" if path[-1] == "inception_weights" else 100
-    return {"source": "torchvision", "device": "cpu", "step_mode": "eager", "method": "fisher_ae" if value != "fisher_ae"
-            else "vae", "fisher_variant": "reparam_total_derivative", "features": "both"}.get(path[-1], f"{value}x")
+    other = {"source": "torchvision", "device": "cpu", "step_mode": "eager", "fisher_variant": "reparam_total_derivative",
+             "features": "both", "method": "vae" if value == "fisher_ae" else "fisher_ae"}
+    return other.get(path[-1], f"{value}x")
 
 
 def _rule_commands() -> dict[str, str]:
@@ -366,7 +368,8 @@ def test_each_config_key_reruns_exactly_the_rules_that_read_it(smoke_run, tmp_pa
     outputs = {out for _, out, _ in jobs}
     for batch, stdout in zip(batches, runs):
         rows = [line.split("\t") for line in stdout.splitlines()]
-        got = {(row[2], row[0]) for row in rows if row[-2:] == ["params changed", "update pending"] and row[0] in outputs}
+        got = {(row[2], row[0]) for row in rows
+               if row[-2:] == ["params changed", "update pending"] and row[0] in outputs}
         want = set().union(*(expected[p] for p in batch))
         assert got == want, ([".".join(p) for p in batch], "unexpected:", sorted(got - want), "missing:",
                              sorted(want - got))

@@ -76,8 +76,8 @@ def train(config: dict, dataset: str, model: str, seed: int, outdir: str | Path,
     data = TensorBatches(load_split(dataset, config["datasets"][dataset], "train"), settings["batch_size"], device)
     for epoch in range(start, settings["epochs"] + 1):
         run.train_epoch(data, epoch, progress)
-    metadata = {"dataset": dataset, "model": model, "seed": seed, "epochs": settings["epochs"], "metrics": run.metrics[-1],
-                "training_config": run.relevant, "fingerprint": run.fingerprint, "torch": str(torch.__version__)}
+    metadata = {"dataset": dataset, "model": model, "seed": seed, "epochs": settings["epochs"],
+                "metrics": run.metrics[-1], "training_config": run.relevant, "fingerprint": run.fingerprint, "torch": str(torch.__version__)}
     return save_model(outdir / MODEL_FILE, run.model, metadata)
 
 
