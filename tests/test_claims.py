@@ -183,3 +183,18 @@ def test_publish_refuses_a_run_without_figures(tmp_path, capsys):
     assert main(["publish", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "out")]) == 2
     assert "holds no MNIST figures" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_publish_copies_the_config_the_claims_job_read(tmp_path):
+    results = tmp_path / "results"
+    (results / "figures").mkdir(parents=True)
+    (results / "figures/figure1_mnist_bce.png").write_text("png")
+    (results / "configs").mkdir()
+    (results / "configs/0123abcd.yaml").write_text("seeds: [0]\n")
+    (results / "configs/4567cdef.yaml").write_text("seeds: [0, 1]\n")  # another invocation's, not this run's
+    (results / "logs/tables").mkdir(parents=True)
+    (results / "logs/tables/claims_mnist.log").write_text(f"fisherae claims: config {results}/configs/0123abcd.yaml\n")
+    out = tmp_path / "published"
+    assert main(["publish", "--results", str(results), "--out", str(out)]) == 0
+    assert (out / "config.yaml").read_text() == "seeds: [0]\n"
+    assert list(pd.read_csv(out / "MANIFEST.csv")["path"]) == ["config.yaml", "figures/figure1_mnist_bce.png"]

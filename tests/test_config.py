@@ -1,19 +1,24 @@
 """Config loading (issue 10, item 6): numbers written `1e-3` in YAML and values given with
 Snakemake's --config are taken where the schema asks for a number, or refused with a
-message naming where the value came from and how to write it."""
+message naming where the value came from and how to write it. One config file per DAG, which no
+other invocation changes (item 1), and the config keys each command reads (item 2)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from fisherae.config import ConfigError, coerce_config, load_config, validate_config
+from fisherae.commands.common import config_named_in
+from fisherae.config import ConfigError, coerce_config, freeze_config, load_config, schema, validate_config
+from fisherae.config_keys import INERT, READS, TRAINED, ConfigView, UndeclaredConfigKey, rerun_settings
 
 REPO = Path(__file__).resolve().parents[1]
 MINIMAL = "seeds: [0]\ndatasets: {mnist: {source: embedded}}\nmodels: {vae: {method: vae}}\n"
@@ -78,11 +83,17 @@ def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, timeout=600)
 
 
+def _dag_config(workdir: Path) -> dict:
+    """The one config a dry run in ``workdir`` wrote for its DAG's jobs."""
+    (path,) = (workdir / "results" / "smoke" / "configs").glob("*.yaml")
+    return yaml.safe_load(path.read_text())
+
+
 def test_snakemake_config_seeds_list_dry_run(tmp_path):
     workdir = _workflow_copy(tmp_path)
     proc = _snakemake(workdir, "-n", "--cores", "1", "--config", "seeds=[0,1,2]")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    effective = yaml.safe_load((workdir / "results" / "smoke" / "config.yaml").read_text())
+    effective = _dag_config(workdir)
     assert effective["seeds"] == [0, 1, 2]
 
 
@@ -100,5 +111,123 @@ def test_snakemake_configfile_exponent_number_dry_run(tmp_path):
     (workdir / "extra.yaml").write_text("training: {lr: 1e-3}\n")
     proc = _snakemake(workdir, "-n", "--cores", "1", "--configfile", "config/smoke.yaml", "extra.yaml")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    effective = yaml.safe_load((workdir / "results" / "smoke" / "config.yaml").read_text())
+    effective = _dag_config(workdir)
     assert effective["training"]["lr"] == 0.001
+
+
+# ------------------------------------------------ the config keys each command reads (issue 10, item 2)
+
+def _smoke() -> dict:
+    return load_config(REPO / "config/smoke.yaml")
+
+
+def test_a_command_reading_an_undeclared_key_fails():
+    view = ConfigView(_smoke(), "noise-sweep", dataset="mnist", model="vae")
+    assert view["evaluation"]["noise_sweep"]["sigma2"]["mnist"] == [0.0, 0.2, 0.5, 1.0]
+    assert view["training"]["threads"] == 1 and view["datasets"]["mnist"]["root"] == "data"  # inert
+    assert view["training"]["lr"] == 5e-3  # checked against the model file
+    assert "celeba" in view["datasets"] and sorted(view["models"]) == sorted(_smoke()["models"])
+    for read in (lambda v: v["evaluation"]["noise_sweep"]["sigma2"]["celeba"],  # another data set's
+                 lambda v: v["evaluation"]["grids"], lambda v: v["models"]["vae"]["label"],
+                 lambda v: v["evaluation"].get("latent"), lambda v: dict(v["datasets"]["celeba"])):
+        with pytest.raises(UndeclaredConfigKey, match="'noise-sweep' read config key"):
+            read(view)
+
+
+def test_every_command_with_a_config_declares_the_keys_it_reads():
+    from fisherae.cli import build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    with_config = {name for name, parser in commands.items() if "--config" in parser._option_string_actions}
+    assert with_config == set(READS)
+    schema_keys = _schema_keys(schema(), schema(), "")
+    for name, reads in READS.items():  # each declared key names a key of the schema (no typo)
+        for key in (*reads.determines, *reads.checks, *INERT):
+            key = key.format(dataset="mnist", model="*").replace("datasets.*.", "datasets.mnist.")
+            parts = key.split(".")
+            assert any(k.split(".")[:len(parts)] == parts or parts[:k.count(".") + 1] == k.split(".")
+                       for k in schema_keys), (name, key)
+
+
+def _schema_keys(node: dict, root: dict, prefix: str) -> set[str]:
+    """Every leaf key of the schema below ``node`` (a dotted prefix; mappings of named entries as *)."""
+    from fisherae.config import _resolve
+
+    node = _resolve(node, root)
+    properties = node.get("properties") or {}
+    extra = node.get("additionalProperties")
+    if isinstance(extra, dict) and extra.get("type") == "object":
+        return _schema_keys(extra, root, f"{prefix}*.")
+    if not properties:
+        return {prefix.rstrip(".")}
+    return set().union(*(_schema_keys(sub, root, f"{prefix}{name}.") for name, sub in properties.items()))
+
+
+def test_the_training_fingerprint_is_every_training_key_but_the_inert_ones_labels_and_epochs():
+    root = schema()
+    keys = {k.replace("datasets.mnist.", "datasets.*.") for k in _schema_keys(root, root, "")
+            if k.split(".")[0] in ("datasets", "models", "training") and not k.startswith("datasets.celeba")}
+    keys = {k.split(".wae_gan.")[0] + ".wae_gan" if ".wae_gan." in k else k for k in keys}
+    trained = {k.replace("{dataset}", "*").replace("{model}", "*") for k in TRAINED}
+    assert keys == trained | {k for k in INERT if k.split(".")[0] in ("datasets", "training")} | {
+        "models.*.label",  # shown in figures and tables, not trained on
+        "training.epochs"}  # a checkpoint at epoch e resumes under any epochs >= e
+    assert all(len(why) > 20 for why in INERT.values())
+
+
+def test_rerun_settings_hold_the_declared_values_without_the_inert_ones():
+    config = _smoke()
+    train = json.loads(rerun_settings("train", config, {"dataset": "mnist", "model": "vae", "seed": "0"}))
+    assert train["training.lr"] == 5e-3 and train["models.vae.method"] == "vae" and train["training.epochs"] == 2
+    assert not [k for k in train if k.endswith(("root", "download", "threads", "label"))]
+    assert "models.wae_gan.method" not in train and "datasets.celeba.width" not in train
+    figure = json.loads(rerun_settings("figure", config, {"stem": "figure1_mnist_bce"}))
+    assert figure == {f"models.{m}.label": spec["label"] for m, spec in config["models"].items()}
+    latent = json.loads(rerun_settings("latent", config, {"dataset": "mnist", "model": "vae", "seed": "0"}))
+    assert latent["evaluation.noise_sweep.noise_seed"] == 1234  # the default, read by latent (and recorded)
+    assert latent["evaluation.noise_sweep.batch_size"] == 250
+
+
+def test_a_dag_config_is_written_once_under_its_hash(tmp_path):
+    config = _smoke()
+    path = freeze_config(config, tmp_path)
+    assert path.parent == tmp_path / "configs" and yaml.safe_load(path.read_text()) == config
+    before = path.stat()
+    assert freeze_config(config, tmp_path) == path and path.stat().st_mtime_ns == before.st_mtime_ns
+    other = freeze_config({**config, "seeds": [0, 1, 2]}, tmp_path)
+    assert other != path and path.stat().st_ino == before.st_ino
+    assert sorted(p.name for p in path.parent.iterdir()) == sorted([path.name, other.name])  # no temp files left
+
+
+def test_a_dry_run_with_another_config_changes_nothing_a_scheduled_job_reads(tmp_path):
+    """A real run's data job is scheduled, then held before it starts (a `python` on PATH that waits
+    for a file); a dry run with another n_train runs meanwhile; the job then counts the images of its
+    own run's config."""
+    workdir = _workflow_copy(tmp_path / "work")
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    (gate / "python").write_text(f'#!/bin/sh\ntouch "{gate}/started"\n'
+                                 f'while [ ! -e "{gate}/go" ]; do sleep 0.05; done\nexec "{sys.executable}" "$@"\n')
+    (gate / "python").chmod(0o755)
+    other = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
+    other["datasets"]["mnist"]["n_train"] = 500
+    (workdir / "other.yaml").write_text(yaml.safe_dump(other))
+    env = {**os.environ, "PATH": f"{gate}{os.pathsep}{os.environ.get('PATH', '')}"}
+    run = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "1", "results/smoke/data/mnist.json"],
+                           cwd=workdir, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while not (gate / "started").exists():
+            assert run.poll() is None and time.monotonic() < deadline, run.communicate()[0]
+            time.sleep(0.05)
+        dry = _snakemake(workdir, "-n", "--cores", "1", "--configfile", "other.yaml")
+        assert dry.returncode == 0, dry.stdout[-3000:] + dry.stderr[-3000:]
+    finally:
+        (gate / "go").touch()
+        output = run.communicate(timeout=300)[0]
+    assert run.returncode == 0, output[-3000:]
+    results = workdir / "results" / "smoke"
+    assert json.loads((results / "data/mnist.json").read_text())["n_train"] == 2000
+    named = config_named_in(results / "logs/data/mnist.log")
+    assert yaml.safe_load((workdir / named).read_text())["datasets"]["mnist"]["n_train"] == 2000
+    assert len(list((results / "configs").glob("*.yaml"))) == 2  # the dry run's own, beside the run's

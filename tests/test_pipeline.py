@@ -11,10 +11,14 @@ import subprocess
 import sys
 import time
 import tomllib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import yaml
+
+from fisherae.commands.common import config_named_in
+from fisherae.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = ["config/smoke.yaml", "config/cpu.yaml", "config/config.yaml"]
@@ -53,7 +57,7 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 36
 
 
 def dry_run_jobs(output: str) -> list[dict]:
-    """The jobs a ``snakemake -n`` output lists: rule, output files, resources (as a dict)."""
+    """The jobs a ``snakemake -n`` output lists: rule, output files, resources and wildcards (as dicts)."""
     jobs = []
     for block in re.split(r"\n(?=(?:local)?rule \w+:\n)", output):
         head = re.match(r"(?:local)?rule (\w+):\n", block)
@@ -62,7 +66,8 @@ def dry_run_jobs(output: str) -> list[dict]:
         fields = dict(re.findall(r"^    (\w+): (.*)$", block, flags=re.M))
         resources = dict(re.findall(r"(\w+)=([^,\s]+)", fields.get("resources", "")))
         jobs.append({"rule": head.group(1), "output": fields.get("output", "").split(", "),
-                     "resources": resources})
+                     "resources": resources,
+                     "wildcards": dict(re.findall(r"(\w+)=(\w+)", fields.get("wildcards", "")))})
     return jobs
 
 
@@ -223,7 +228,7 @@ def test_smoke_dag_writes_every_figure_and_table(smoke_run):
     work, seconds, _ = smoke_run
     results = work / "results/smoke"
     names = [f"figures/{n}.{ext}" for names in FIGURES.values() for n in names for ext in ("png", "csv")]
-    names += ["tables/table1_fid.csv", "tables/table1_fid.md", "config.yaml", "classifier/mnist.json",
+    names += ["tables/table1_fid.csv", "tables/table1_fid.md", "classifier/mnist.json",
               "tables/claims_mnist.csv", "tables/claims_mnist.md"]
     for name in names:
         assert (results / name).is_file() and (results / name).stat().st_size > 0, name
@@ -232,6 +237,10 @@ def test_smoke_dag_writes_every_figure_and_table(smoke_run):
     assert len(list((results / "logs").rglob("*.log"))) == sum(expected_counts(
         yaml.safe_load((work / "config/smoke.yaml").read_text())).values()) - 1  # `all` has no log
     assert list((results / "benchmarks/train").rglob("*.tsv"))
+    # Every job read the DAG's one config, named on its log's first line: the smoke config, defaults filled in.
+    (config,) = {config_named_in(log) for log in (results / "logs").rglob("*.log")}
+    assert Path(config).parent == Path("results/smoke/configs")
+    assert yaml.safe_load((work / config).read_text()) == load_config(work / "config/smoke.yaml")
     print(f"smoke DAG: {seconds:.0f} s")
 
 
@@ -264,3 +273,103 @@ def test_smoke_report_is_self_contained(smoke_run):
     assert len(html) > 100_000
     for name in [n for names in FIGURES.values() for n in names] + ["table1_fid.csv"]:
         assert name in html, name
+
+
+# The keys whose change reshapes the DAG (other output paths, jobs added or moved to another rule)
+# rather than changing a job's params: the Snakefile reads them to build the DAG.
+SHAPES_THE_DAG = {"results", "seeds", "models.*.prior"}
+
+
+def _leaves(node, prefix=()):
+    """(path, value) of every leaf of a validated config (a list is a leaf)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _leaves(value, (*prefix, key))
+    else:
+        yield prefix, node
+
+
+def _changed(path: tuple, value):
+    """Another valid value for the config key ``path``."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value + 1 if isinstance(value, int) else value / 2 or 0.5
+    if isinstance(value, list):
+        return [*value[:-1], _changed(path, value[-1])]
+    if value is None:
+        return "pt_inception.pth" if path[-1] == "inception_weights" else 100
+    other = {"source": "torchvision", "device": "cpu", "step_mode": "eager", "fisher_variant": "reparam_total_derivative",
+             "features": "both", "method": "vae" if value == "fisher_ae" else "fisher_ae"}
+    return other.get(path[-1], f"{value}x")
+
+
+def _rule_commands() -> dict[str, str]:
+    """Rule -> the command whose declared keys are its rerun triggers (its `settings(...)` params)."""
+    found = {}
+    for smk in (REPO / "workflow/rules").glob("*.smk"):
+        for rule, body in re.findall(r"^(?:rule |use rule \w+ as )(\w+)(.*?)(?=^\S|\Z)", smk.read_text(), re.M | re.S):
+            found[rule] = re.search(r'settings=settings\("([\w-]+)"\)', body).group(1)
+    return found
+
+
+def _reads(command: str, path: tuple, wildcards: dict) -> bool:
+    """Whether ``command`` (in a job with ``wildcards``) declares the config key ``path`` as one that
+    determines its outputs (at or below a declared key, and not an INERT one)."""
+    from fisherae.config_keys import INERT, READS
+
+    def under(keys):
+        return any(len(path) >= len(k) and all(p in ("*", part) for p, part in zip(k, path)) for k in keys)
+    declared = [tuple(k.format(**wildcards).split(".")) for k in READS[command].determines]
+    return under(declared) and not under([tuple(k.split(".")) for k in INERT])
+
+
+def _batches(expected: dict) -> list[list]:
+    """The keys grouped so that no two keys of a group are expected to rerun the same job, and the
+    keys expected to rerun nothing together: one dry run per group tells each key's jobs apart."""
+    batches = []
+    for key, jobs in sorted(expected.items(), key=lambda item: -len(item[1])):
+        group = next((b for b in batches if bool(b[0]) == bool(jobs) and not b[0] & jobs), None)
+        if group is None:
+            batches.append((set(), []))
+            group = batches[-1]
+        group[0].update(jobs)
+        group[1].append(key)
+    return [keys for _, keys in batches]
+
+
+@pytest.mark.slow
+def test_each_config_key_reruns_exactly_the_rules_that_read_it(smoke_run, tmp_path):
+    """Every leaf key of the smoke config (defaults included), changed: on the completed DAG,
+    Snakemake finds changed params (`--summary`: "params changed", "update pending") for exactly the
+    jobs whose command declares the key; the jobs downstream of them then rerun for their updated
+    inputs. (`--list-params-changes` cannot tell: Snakemake 9.27 lists every output there.)"""
+    work, _, output = smoke_run
+    commands = _rule_commands()
+    jobs = [(j["rule"], j["output"][0], j["wildcards"]) for j in dry_run_jobs(output) if j["rule"] != "all"]
+    config = load_config(work / "config/smoke.yaml")
+    leaves = dict(_leaves(config))
+    keys = [p for p in leaves if not any(all(s in ("*", q) for s, q in zip(d.split("."), p)) and
+                                         len(p) == len(d.split(".")) for d in SHAPES_THE_DAG)]
+    expected = {p: {(rule, out) for rule, out, w in jobs if _reads(commands[rule], p, w)} for p in keys}
+    assert ("grids", "results/smoke/grids/mnist/vae/seed0.png") in expected[("evaluation", "noise_sweep", "noise_seed")]
+    batches = _batches(expected)
+    for n, batch in enumerate(batches):
+        changed = json.loads(json.dumps(config))
+        for path in batch:
+            node = changed
+            for part in path[:-1]:
+                node = node[part]
+            node[path[-1]] = _changed(path, leaves[path])
+        (tmp_path / f"{n}.yaml").write_text(yaml.safe_dump(changed))
+    with ThreadPoolExecutor(2) as pool:  # one dry run per core
+        runs = pool.map(lambda n: snakemake(work, "--summary", "--configfile", str(tmp_path / f"{n}.yaml"),
+                                            timeout=600).stdout, range(len(batches)))
+    outputs = {out for _, out, _ in jobs}
+    for batch, stdout in zip(batches, runs):
+        rows = [line.split("\t") for line in stdout.splitlines()]
+        got = {(row[2], row[0]) for row in rows
+               if row[-2:] == ["params changed", "update pending"] and row[0] in outputs}
+        want = set().union(*(expected[p] for p in batch))
+        assert got == want, ([".".join(p) for p in batch], "unexpected:", sorted(got - want), "missing:",
+                             sorted(want - got))

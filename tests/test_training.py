@@ -324,7 +324,8 @@ def test_cli_train_writes_the_run(tmp_path):
     result = _cli("train", "--config", str(config), "--dataset", "celeba", "--model", "fisher", "--seed", "0",
                   "--outdir", str(out), "--no-progress")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == str(out / "model.pt") and result.stderr == ""
+    assert result.stdout.strip() == str(out / "model.pt")
+    assert result.stderr == f"fisherae train: config {config}\n"  # the one line that names the settings
     assert load_model(out / "model.pt").spec.prior == "polynomial"
     assert [row["epoch"] for row in read_metrics(out)] == ["1"] and (out / "checkpoint.pt").is_file()
 

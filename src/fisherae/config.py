@@ -10,7 +10,9 @@ the value came from and how to write it."""
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
+import os
 import re
 from collections.abc import Mapping
 from importlib import resources
@@ -147,6 +149,26 @@ def load_config(path: str | Path) -> dict:
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
     return validate_config(config, str(path))
+
+
+def freeze_config(config: dict, results: str | Path) -> Path:
+    """``config`` written once to ``<results>/configs/<hash>.yaml``, named by the sha256 of its
+    text, and that path: the file a Snakemake DAG's jobs read. A file of that name is never
+    rewritten, so no other invocation (dry or real, with any config) changes what a job reads."""
+    text = ("# The configuration of a Snakemake DAG, named by its hash; every job of that DAG reads it.\n"
+            + yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=False))
+    path = Path(results, "configs", f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.yaml")
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(text)
+        try:
+            os.link(tmp, path)  # appears complete, and only if no other invocation made it first
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path
 
 
 def _from_command_line(path: list, command_line: Mapping) -> bool:

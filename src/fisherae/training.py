@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from fisherae.checkpoint import (CHECKPOINT_FILE, CHECKPOINT_FORMAT, MODEL_FILE, atomic_torch_save, atomic_write_text,
                                  save_model, torch_load)
+from fisherae.config_keys import TRAINED, resolve
 from fisherae.errors import ConfigError, TrainingDiverged, UserError
 from fisherae.capture import GraphedStep
 from fisherae.batches import TensorBatches
@@ -47,9 +48,7 @@ from fisherae.models import AutoEncoder, ModelSpec
 from fisherae.priors import build_prior
 
 METRICS_FILE, LOG_FILE = "metrics.csv", "train.log"
-# Keys that do not change what is trained: where the data lives, how long, how fast.
-_IRRELEVANT = {"datasets": ("root", "download"), "models": ("label",),
-               "training": ("epochs", "num_workers", "threads", "step_mode")}
+_SECTIONS = {"datasets": "data", "models": "model", "training": "training"}  # of relevant_config, by config section
 CHECK_EVERY = 50  # batches between the host syncs that check for a non-finite term or gradient
 _GRAD = "grad "  # prefix of the gradient-norm entries of a step's output
 
@@ -73,9 +72,8 @@ def train(config: dict, dataset: str, model: str, seed: int, outdir: str | Path,
     data = TensorBatches(load_split(dataset, config["datasets"][dataset], "train"), settings["batch_size"], device)
     for epoch in range(start, settings["epochs"] + 1):
         run.train_epoch(data, epoch, progress)
-    metadata = {"dataset": dataset, "model": model, "label": config["models"][model].get("label", model),
-                "seed": seed, "epochs": settings["epochs"], "metrics": run.metrics[-1],
-                "training_config": run.relevant, "fingerprint": run.fingerprint, "torch": str(torch.__version__)}
+    metadata = {"dataset": dataset, "model": model, "seed": seed, "epochs": settings["epochs"],
+                "metrics": run.metrics[-1], "training_config": run.relevant, "fingerprint": run.fingerprint, "torch": str(torch.__version__)}
     return save_model(outdir / MODEL_FILE, run.model, metadata)
 
 
@@ -102,12 +100,14 @@ def model_spec(config: dict, dataset: str, model: str) -> ModelSpec:
 
 
 def relevant_config(config: dict, dataset: str, model: str, seed: int) -> dict:
-    """The part of the configuration that determines the trained weights."""
-    def keep(section: str, entry: dict) -> dict:
-        return {k: v for k, v in entry.items() if k not in _IRRELEVANT[section]}
-    return {"dataset": dataset, "data": keep("datasets", config["datasets"][dataset]),
-            "model": keep("models", config["models"][model]), "training": keep("training", config["training"]),
-            "seed": seed}
+    """The part of the configuration that determines the trained weights (fisherae.config_keys.TRAINED),
+    by section: {"dataset", "data": {key: value}, "model": {...}, "training": {...}, "seed"}."""
+    relevant = {"dataset": dataset, "data": {}, "model": {}, "training": {}, "seed": seed}
+    for key in TRAINED:
+        for path, value in resolve(config, key, {"dataset": dataset, "model": model}).items():
+            section, *_, name = path.split(".")
+            relevant[_SECTIONS[section]][name] = value
+    return relevant
 
 
 def trained_differences(config: dict, metadata: dict, dataset: str, model: str, seed: int | None = None) -> list[str]:

@@ -10,8 +10,7 @@ rule diagnostics:
     wildcard_constraints:
         dataset="mnist",
     params:
-        config=CONFIG,
-        settings=settings(("datasets", "{dataset}"), ("evaluation", "noise_sweep", "batch_size")),
+        settings=settings("diagnose"),
     log:
         log_path("diagnostics"),
     benchmark:
@@ -24,7 +23,7 @@ rule diagnostics:
     conda:
         ENV
     shell:
-        "python -m fisherae diagnose --config {params.config} --dataset {wildcards.dataset}"
+        "python -m fisherae diagnose --config {CONFIG} --dataset {wildcards.dataset}"
         " --checkpoint {input.model} --model {wildcards.model} --seed {wildcards.seed}"
         " --out {output} > {log} 2>&1"
 
@@ -45,9 +44,8 @@ rule claims:
         ),
         md=res("tables/claims_mnist.md"),
     params:
-        config=CONFIG,
         classifier=lambda w, input: f"--classifier {input.classifier}" if input.classifier else "",
-        settings=settings(("models",), ("evaluation", "grids", "noise_sigma2")),
+        settings=settings("claims"),
     log:
         log_path("tables", "claims_mnist"),
     benchmark:
@@ -55,6 +53,6 @@ rule claims:
     conda:
         ENV
     shell:
-        "python -m fisherae claims --config {params.config} --figure1 {input.figure1} --figure3 {input.figure3}"
+        "python -m fisherae claims --config {CONFIG} --figure1 {input.figure1} --figure3 {input.figure3}"
         " --table1 {input.table1} {params.classifier} --diagnostics {input.diagnostics}"
         " --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"

@@ -1,11 +1,10 @@
-# Shorthands for the validated config, output paths under its `results:` root, and the
-# effective config file every `python -m fisherae` call reads.
-import json
+# Shorthands for the validated config, output paths under its `results:` root, the config file
+# every `python -m fisherae` call of this DAG reads, and each rule's rerun triggers.
 import os
 import re
-from pathlib import Path
 
-import yaml
+from fisherae.config import freeze_config
+from fisherae.config_keys import rerun_settings
 
 RESULTS = config["results"].rstrip("/")
 DATASETS = list(config["datasets"])
@@ -17,9 +16,12 @@ OTHER_MODELS = [m for m in MODELS if m not in POLY_MODELS]
 THREADS = config["training"]["threads"]
 USES_CLASSIFIER = config["evaluation"]["fid"]["features"] in ("classifier", "both")
 ENV = "../envs/fisherae.yaml"
-# The config as Snakemake sees it (all --configfile/--config merged, defaults filled), so that
-# rules and a rerun by hand read exactly what this DAG was built from.
-CONFIG = f"{RESULTS}/config.yaml"
+# The config as Snakemake sees it (all --configfile/--config merged, defaults filled), written
+# once to <results>/configs/<hash>.yaml and never rewritten: the jobs of this DAG read that file
+# (the rules' shell commands name it as {CONFIG}, which is no rerun trigger), so that another
+# invocation with another config, even a dry run, changes nothing they read. Each job's log
+# begins with the path of the config it read.
+CONFIG = str(freeze_config(config, RESULTS))
 
 
 def one_of(names):
@@ -33,35 +35,10 @@ wildcard_constraints:
     seed=r"\d+",
 
 
-def _write_effective_config():
-    text = "# Effective configuration of this DAG, written by the Snakefile.\n"
-    text += yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=False)
-    path = Path(CONFIG)
-    if not path.is_file() or path.read_text() != text:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
-
-
-_write_effective_config()
-
-
-def settings(*keys, ignore=()):
-    """Params recording the config sections a rule depends on (less the ``ignore``d entries,
-    which cannot change its outputs), so that editing them reruns it."""
-    return lambda wildcards: json.dumps(
-        {".".join(k): _lookup(k, wildcards, ignore) for k in keys}, sort_keys=True
-    )
-
-
-def _lookup(key, wildcards, ignore):
-    node = config
-    for part in key:
-        node = node[part.format(**wildcards)]
-    if isinstance(node, dict):
-        node = {k: v for k, v in node.items() if k not in ignore}
-    return node
+def settings(command):
+    """Params: the values of the config keys that determine ``command``'s outputs (declared in
+    fisherae.config_keys.READS), so that editing one reruns the rule."""
+    return lambda wildcards: rerun_settings(command, config, dict(wildcards.items()))
 
 
 def res(path):

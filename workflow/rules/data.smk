@@ -6,8 +6,7 @@ rule data:
     output:
         res("data/{dataset}.json"),
     params:
-        config=CONFIG,
-        settings=settings(("datasets", "{dataset}"), ignore=("latent_dim", "width", "wae_lambda")),
+        settings=settings("data"),
     log:
         log_path("data", "{dataset}"),
     benchmark:
@@ -15,5 +14,5 @@ rule data:
     conda:
         ENV
     shell:
-        "python -m fisherae data --config {params.config} --dataset {wildcards.dataset}"
+        "python -m fisherae data --config {CONFIG} --dataset {wildcards.dataset}"
         " --out {output} > {log} 2>&1"

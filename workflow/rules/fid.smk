@@ -11,8 +11,7 @@ rule train_classifier:
     wildcard_constraints:
         dataset="mnist",
     params:
-        config=CONFIG,
-        settings=settings(("datasets", "{dataset}"), ("evaluation", "fid", "classifier_epochs")),
+        settings=settings("train-classifier"),
     log:
         log_path("train_classifier", "{dataset}"),
     benchmark:
@@ -25,7 +24,7 @@ rule train_classifier:
     conda:
         ENV
     shell:
-        "python -m fisherae train-classifier --config {params.config} --dataset {wildcards.dataset}"
+        "python -m fisherae train-classifier --config {CONFIG} --dataset {wildcards.dataset}"
         " --out {output.model} --out-metrics {output.metrics} > {log} 2>&1"
 
 
@@ -37,9 +36,8 @@ rule fid:
     output:
         res("fid/{dataset}/{model}/seed{seed}.csv"),
     params:
-        config=CONFIG,
         classifier=classifier_option,
-        settings=settings(("evaluation", "fid")),
+        settings=settings("fid"),
     log:
         log_path("fid"),
     benchmark:
@@ -52,6 +50,6 @@ rule fid:
     conda:
         ENV
     shell:
-        "python -m fisherae fid --config {params.config} --dataset {wildcards.dataset}"
+        "python -m fisherae fid --config {CONFIG} --dataset {wildcards.dataset}"
         " --checkpoint {input.model} --samples {input.samples} --model {wildcards.model}"
         " --seed {wildcards.seed} {params.classifier} --out {output} > {log} 2>&1"

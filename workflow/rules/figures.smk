@@ -16,9 +16,8 @@ rule figure:
     wildcard_constraints:
         stem=one_of(MY_FIGURES),
     params:
-        config=CONFIG,
         name=lambda w: FIGURES[w.stem][0],
-        settings=settings(("models",)),
+        settings=settings("figure"),
     log:
         log_path("figures", "{stem}"),
     benchmark:
@@ -26,5 +25,5 @@ rule figure:
     conda:
         ENV
     shell:
-        "python -m fisherae figure --config {params.config} --name {params.name}"
+        "python -m fisherae figure --config {CONFIG} --name {params.name}"
         " --inputs {input} --out {output.png} --out-csv {output.csv} > {log} 2>&1"

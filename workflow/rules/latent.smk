@@ -11,8 +11,7 @@ rule latent:
     wildcard_constraints:
         dataset="mnist",
     params:
-        config=CONFIG,
-        settings=settings(("evaluation", "latent")),
+        settings=settings("latent"),
     log:
         log_path("latent"),
     benchmark:
@@ -25,6 +24,6 @@ rule latent:
     conda:
         ENV
     shell:
-        "python -m fisherae latent --config {params.config} --dataset {wildcards.dataset}"
+        "python -m fisherae latent --config {CONFIG} --dataset {wildcards.dataset}"
         " --checkpoint {input.model} --model {wildcards.model} --seed {wildcards.seed}"
         " --out-embedding {output.embedding} --out-nmi {output.nmi} > {log} 2>&1"

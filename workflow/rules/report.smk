@@ -13,8 +13,7 @@ rule table1:
         ),
         md=res("tables/table1_fid.md"),
     params:
-        config=CONFIG,
-        settings=settings(("models",)),
+        settings=settings("table1"),
     log:
         log_path("tables", "table1_fid"),
     benchmark:
@@ -22,5 +21,5 @@ rule table1:
     conda:
         ENV
     shell:
-        "python -m fisherae table1 --config {params.config} --inputs {input}"
+        "python -m fisherae table1 --config {CONFIG} --inputs {input}"
         " --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"

@@ -10,13 +10,8 @@ rule sample:
     wildcard_constraints:
         model=one_of(OTHER_MODELS),
     params:
-        config=CONFIG,
         report="",
-        settings=settings(
-            ("evaluation", "sampling"),
-            ("evaluation", "fid"),
-            ignore=("features", "inception_weights", "classifier_epochs", "batch_size"),
-        ),
+        settings=settings("sample"),
     log:
         log_path("sample"),
     benchmark:
@@ -29,7 +24,7 @@ rule sample:
     conda:
         ENV
     shell:
-        "python -m fisherae sample --config {params.config} --checkpoint {input.model}"
+        "python -m fisherae sample --config {CONFIG} --checkpoint {input.model}"
         " --seed {wildcards.seed} --out {output.samples} {params.report} > {log} 2>&1"
 
 
@@ -40,13 +35,8 @@ use rule sample as sample_polynomial_prior with:
     wildcard_constraints:
         model=one_of(POLY_MODELS),
     params:
-        config=CONFIG,
         report=lambda w, output: f"--report {output.report}",
-        settings=settings(
-            ("evaluation", "sampling"),
-            ("evaluation", "fid"),
-            ignore=("features", "inception_weights", "classifier_epochs", "batch_size"),
-        ),
+        settings=settings("sample"),
     log:
         log_path("sample_polynomial_prior"),
     benchmark:

@@ -8,8 +8,7 @@ rule noise_sweep:
     output:
         res("sweeps/{dataset}/{model}/seed{seed}.csv"),
     params:
-        config=CONFIG,
-        settings=settings(("evaluation", "noise_sweep")),
+        settings=settings("noise-sweep"),
     log:
         log_path("noise_sweep"),
     benchmark:
@@ -22,7 +21,7 @@ rule noise_sweep:
     conda:
         ENV
     shell:
-        "python -m fisherae noise-sweep --config {params.config} --dataset {wildcards.dataset}"
+        "python -m fisherae noise-sweep --config {CONFIG} --dataset {wildcards.dataset}"
         " --checkpoint {input.model} --model {wildcards.model} --seed {wildcards.seed}"
         " --out {output} > {log} 2>&1"
 
@@ -34,8 +33,7 @@ rule grids:
     output:
         res("grids/{dataset}/{model}/seed{seed}.png"),
     params:
-        config=CONFIG,
-        settings=settings(("evaluation", "grids")),
+        settings=settings("grids"),
     log:
         log_path("grids"),
     benchmark:
@@ -48,6 +46,6 @@ rule grids:
     conda:
         ENV
     shell:
-        "python -m fisherae grids --config {params.config} --dataset {wildcards.dataset}"
+        "python -m fisherae grids --config {CONFIG} --dataset {wildcards.dataset}"
         " --checkpoint {input.model} --samples {input.samples} --model {wildcards.model}"
         " --seed {wildcards.seed} --out {output} > {log} 2>&1"

@@ -10,14 +10,8 @@ rule train:
         model=res("runs/{dataset}/{model}/seed{seed}/model.pt"),
         metrics=res("runs/{dataset}/{model}/seed{seed}/metrics.csv"),
     params:
-        config=CONFIG,
         outdir=lambda w, output: os.path.dirname(output.model),
-        settings=settings(
-            ("datasets", "{dataset}"),
-            ("models", "{model}"),
-            ("training",),
-            ignore=("root", "download", "label", "num_workers", "threads", "step_mode"),
-        ),
+        settings=settings("train"),
     log:
         log_path("train"),
     benchmark:
@@ -30,6 +24,6 @@ rule train:
     conda:
         ENV
     shell:
-        "python -m fisherae train --config {params.config} --dataset {wildcards.dataset}"
+        "python -m fisherae train --config {CONFIG} --dataset {wildcards.dataset}"
         " --model {wildcards.model} --seed {wildcards.seed} --outdir {params.outdir}"
         " --no-progress > {log} 2>&1"

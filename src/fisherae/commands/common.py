@@ -2,10 +2,30 @@
 
 from __future__ import annotations
 
+import re
+import sys
+from pathlib import Path
+
 import pandas as pd
 
 from fisherae.config import load_config
+from fisherae.config_keys import ConfigView
 from fisherae.errors import UserError
+
+
+def read_config(args, **wildcards: str) -> ConfigView:
+    """The config of --config as ``args.command`` may read it (the keys fisherae.config_keys.READS
+    declares for it, with ``wildcards`` such as dataset= and model= filled in). Its path goes to
+    stderr first: under Snakemake, the first line of each job's log names the config it read."""
+    print(f"fisherae {args.command}: config {args.config}", file=sys.stderr)
+    return ConfigView(load_config(args.config), args.command, **wildcards)
+
+
+def config_named_in(log: Path) -> str | None:
+    """The config path a job's log names on its first line (written by ``read_config``), if any."""
+    first = log.read_text(errors="replace").partition("\n")[0] if log.is_file() else ""
+    found = re.fullmatch(r"fisherae [\w-]+: config (.+)", first)
+    return found and found.group(1)
 
 
 def add_model_arguments(parser, seed_required: bool = True) -> None:
@@ -24,7 +44,7 @@ def load_config_and_model(args):
     from fisherae.devices import use_configured_threads
     from fisherae.training import model_spec
 
-    config = load_config(args.config)
+    config = read_config(args, dataset=args.dataset, model=args.model)
     expected = model_spec(config, args.dataset, args.model)  # names valid keys
     payload = load_model_payload(args.checkpoint)
     model = model_from_payload(payload, args.checkpoint)
@@ -52,7 +72,8 @@ def refuse_other_training(config: dict, metadata: dict, checkpoint: str, config_
         raise UserError(f"checkpoint {checkpoint} was trained with other settings than {config_path} gives "
                         f"{dataset}/{model}" + (f" seed {seed}" if seed is not None else "")
                         + f": {', '.join(changed)} (the model's value -> the config's); evaluate it with the "
-                        "config it was trained with (a pipeline run keeps it as <results>/config.yaml), "
+                        "config it was trained with (a pipeline run keeps it as <results>/configs/<hash>.yaml, "
+                        f"named on the first line of <results>/logs/train/{dataset}/{model}/seed<S>.log), "
                         "or pass the model trained under this config")
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 from fisherae.checkpoint import atomic_write_text
+from fisherae.commands.common import read_config
 from fisherae.commands.registry import command
-from fisherae.config import load_config
 from fisherae.data import SPLITS, image_shape, load_split
 from fisherae.errors import DataError
 
@@ -21,14 +21,12 @@ def setup(parser):
 
 
 def run(args) -> None:
-    config = load_config(args.config)
+    config = read_config(args, dataset=args.dataset)
     if args.dataset not in config["datasets"]:
         raise DataError(f"data set {args.dataset!r} is not in {args.config} (datasets: "
                                 f"{', '.join(config['datasets'])})")
     cfg = config["datasets"][args.dataset]
     manifest = {"dataset": args.dataset, "source": cfg["source"], "image_shape": list(image_shape(args.dataset))}
-    if cfg["source"] == "torchvision":
-        manifest["root"] = cfg["root"]
     for split in SPLITS:
         data = load_split(args.dataset, cfg, split)
         x, _ = data[0]

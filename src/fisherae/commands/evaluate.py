@@ -8,10 +8,9 @@ import argparse
 import numpy as np
 import pandas as pd
 
-from fisherae.commands.common import (add_model_arguments, load_config_and_model, load_test_split, require_mnist,
-                                      write_csv)
+from fisherae.commands.common import (add_model_arguments, load_config_and_model, load_test_split, read_config,
+                                      require_mnist, write_csv)
 from fisherae.commands.registry import command
-from fisherae.config import load_config
 from fisherae.errors import ConfigError, UserError
 
 FIGURES = {"figure1": "mnist", "figure2": "mnist", "figure3": "mnist", "figure4": "mnist",
@@ -224,7 +223,7 @@ def run_figure(args) -> None:
     from fisherae.evaluation import SWEEP_COLUMNS
     from fisherae.latent import NMI_COLUMNS
 
-    config = load_config(args.config)
+    config = read_config(args)
     dataset = FIGURES[args.name]
     try:
         if args.name in ("figure1", "figure5"):

@@ -39,18 +39,18 @@ def setup_train_classifier(parser):
 def run_train_classifier(args) -> None:
     from fisherae.checkpoint import atomic_write_text
     from fisherae.classifier import save_classifier, train_classifier
-    from fisherae.config import load_config
+    from fisherae.commands.common import read_config
     from fisherae.data import load_split
     from fisherae.devices import acquire_device, use_configured_threads
 
-    config = load_config(args.config)
+    config = read_config(args, dataset=args.dataset)
     if args.dataset != "mnist":
         raise UserError(f"train-classifier: --dataset {args.dataset}: the domain classifier exists for MNIST only "
                         "(CelebA's FID uses Inception features)")
     if "mnist" not in config["datasets"]:
         raise ConfigError(f"{args.config}: datasets.mnist is not configured")
     use_configured_threads(config)
-    data_cfg = config["datasets"]["mnist"]
+    data_cfg = config["datasets"][args.dataset]
     train, test = load_split("mnist", data_cfg, "train"), load_split("mnist", data_cfg, "test")
     with acquire_device(config["device"]) as device:
         model, metrics = train_classifier(train, test, epochs=config["evaluation"]["fid"]["classifier_epochs"],
@@ -171,9 +171,9 @@ def setup_table1(parser):
 
 def run_table1(args) -> None:
     from fisherae.checkpoint import atomic_write_text
-    from fisherae.config import load_config
+    from fisherae.commands.common import read_config
 
-    config = load_config(args.config)
+    config = read_config(args)
     frames = []
     for path in args.inputs:
         try:
@@ -206,9 +206,9 @@ PAPER_TRAINING = {"epochs": 100, "batch_size": 128, "lr": 2e-4, "betas": [0.5, 0
 def paper_setting_gaps(config: dict, model: str) -> list[str]:
     """How the configured CelebA run of ``model`` differs from the setting behind the paper's Table 1."""
     data, training = config["datasets"].get("celeba", {}), config["training"]
-    data = {**data, "latent_dim": data.get("latent_dim") or 64}
-    gaps = [f"datasets.celeba.{key} = {data.get(key)} (paper: {value})"
-            for key, value in PAPER_CELEBA.items() if data.get(key) != value]
+    settings = {key: data.get(key) for key in PAPER_CELEBA} | {"latent_dim": data.get("latent_dim") or 64}
+    gaps = [f"datasets.celeba.{key} = {settings[key]} (paper: {value})"
+            for key, value in PAPER_CELEBA.items() if settings[key] != value]
     gaps += [f"training.{key} = {training[key]} (paper: {value})"
              for key, value in PAPER_TRAINING.items() if training[key] != value]
     if config["models"].get(model, {}).get("prior") == "polynomial" and \

@@ -13,14 +13,17 @@ from pathlib import Path
 import pandas as pd
 
 from fisherae.claims import CLAIM_COLUMNS
+from fisherae.commands.common import config_named_in, read_config
 from fisherae.commands.registry import command
-from fisherae.config import load_config
 from fisherae.errors import UserError
 
 # What `publish` copies from a results root: the MNIST figures, the tables and the CSVs behind them.
-PUBLISHED = ("config.yaml", "figures/figure[1-4]_mnist_*.png", "figures/figure[1-4]_mnist_*.csv", "tables/*",
+PUBLISHED = ("figures/figure[1-4]_mnist_*.png", "figures/figure[1-4]_mnist_*.csv", "tables/*",
              "sweeps/mnist/*/*.csv", "latent/mnist/*/*.csv", "fid/mnist/*/*.csv", "diagnostics/mnist/*/*.csv",
              "sampling/mnist/*/*.csv", "runs/mnist/*/*/metrics.csv", "classifier/mnist.json")
+# The log of the run's last job, whose first line names the config (under configs/) it was made with:
+# published as config.yaml.
+CLAIMS_LOG = "logs/tables/claims_mnist.log"
 
 
 # --------------------------------------------------------------------------- claims
@@ -59,7 +62,7 @@ def run_claims(args) -> None:
     from fisherae.checkpoint import atomic_write_text
     from fisherae.claims import per_model, evaluate_claims, load_evidence, model_roles, model_summary
 
-    config = load_config(args.config)
+    config = read_config(args)
     labels = {name: spec.get("label", name) for name, spec in config["models"].items()}
     grid_sigma2 = config["evaluation"]["grids"]["noise_sigma2"].get("mnist", 0.2)
     try:
@@ -115,17 +118,21 @@ def run_publish(args) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        manifest = [_copy(p, results, staging) for p in files]
+        manifest = [_copy(p, p.relative_to(results), staging) for p in files]
+        config = config_named_in(results / CLAIMS_LOG)
+        if config:
+            manifest.append(_copy(results / "configs" / Path(config).name, Path("config.yaml"), staging))
+        manifest.sort(key=lambda row: Path(row["path"]))
         _job_timings(results).to_csv(staging / "timings.csv", index=False)
         pd.DataFrame(manifest).to_csv(staging / "MANIFEST.csv", index=False)
         _replace_dir(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    print(f"{out}: {len(files)} files")
+    print(f"{out}: {len(manifest)} files")
 
 
-def _copy(path: Path, root: Path, staging: Path) -> dict:
-    relative = path.relative_to(root)
+def _copy(path: Path, relative: Path, staging: Path) -> dict:
+    """``path`` copied to ``relative`` under ``staging``; its manifest row."""
     target = staging / relative
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(path, target)

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pandas as pd
 
-from fisherae.commands.common import refuse_other_training, write_csv
+from fisherae.commands.common import read_config, refuse_other_training, write_csv
 from fisherae.commands.registry import command
 from fisherae.errors import UserError
 
@@ -38,15 +38,14 @@ def run_sample(args) -> None:
     import torch
 
     from fisherae.checkpoint import load_model_payload, model_from_payload
-    from fisherae.config import load_config
     from fisherae.devices import acquire_device, use_configured_threads
     from fisherae.errors import SVGDDivergedError
     from fisherae.prior_analysis import not_normalisable_message, unnormalisable_dims
     from fisherae.sampling import drift_diagnostics, sample_latents, write_samples
 
-    config = load_config(args.config)
     payload = load_model_payload(args.checkpoint)
     model, meta = model_from_payload(payload, args.checkpoint), payload.get("metadata", {})
+    config = read_config(args, dataset=str(meta.get("dataset")), model=str(meta.get("model")))
     if meta.get("model") not in config["models"]:
         raise UserError(f"checkpoint {args.checkpoint} holds model {meta.get('model')!r}, which {args.config} does "
                         f"not define (models: {', '.join(sorted(config['models']))}); pass the config it was "

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from fisherae.commands.common import read_config
 from fisherae.commands.registry import command
-from fisherae.config import load_config
 
 
 @command("train", "train one model on one data set with one seed; writes model.pt, checkpoint.pt, metrics.csv")
@@ -21,7 +21,7 @@ def run(args) -> None:
     from fisherae.devices import acquire_device
     from fisherae.training import model_spec, train
 
-    config = load_config(args.config)
+    config = read_config(args, dataset=args.dataset, model=args.model)
     model_spec(config, args.dataset, args.model)  # names the valid keys before a GPU is taken
     with acquire_device(config["device"]) as device:
         path = train(config, args.dataset, args.model, args.seed, args.outdir, device, progress=not args.no_progress)
