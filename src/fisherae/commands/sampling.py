@@ -38,7 +38,7 @@ def run_sample(args) -> None:
 
     from fisherae.checkpoint import atomic_write, load_model_payload, model_from_payload
     from fisherae.config import load_config
-    from fisherae.devices import acquire_device
+    from fisherae.devices import job_device
     from fisherae.sampling import (SVGDDivergedError, drift_diagnostics, not_normalisable_message, sample_latents,
                                    unnormalisable_dims)
 
@@ -58,7 +58,7 @@ def run_sample(args) -> None:
         print(f"fisherae sample: warning: {not_normalisable_message(problems, prior.order)} "
               "The exact sampler is refused; see the --report drift diagnostics.", file=sys.stderr)
     generator = torch.Generator().manual_seed(args.seed)
-    with acquire_device(config["device"]) as device:
+    with job_device(config) as device:
         try:
             samples = sample_latents(prior, fid["n_draws"], fid["n_samples"], svgd_steps=sampling["svgd_steps"],
                                      svgd_step_size=sampling["svgd_step_size"], n_particles=sampling["n_particles"],
