@@ -249,7 +249,8 @@ README_COMMAND = ("--cores", "2")  # `snakemake --cores 2`, the README's main jo
 
 def _training_cut_off(work: Path) -> bool:
     """A model is training: its metrics.csv (written each epoch) exists, its model.pt not yet."""
-    return any(not (m.parent / "model.pt").exists() for m in (work / "results/smoke/runs").glob("*/*/seed0/metrics.csv"))
+    metrics = (work / "results/smoke/runs").glob("*/*/seed0/metrics.csv")
+    return any(not (m.parent / "model.pt").exists() for m in metrics)
 
 
 def _evaluating(work: Path) -> bool:
