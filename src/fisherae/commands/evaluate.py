@@ -124,7 +124,7 @@ def run_latent(args) -> None:
         raise ConfigError(f"{args.config}: evaluation.latent.n_points = {settings['n_points']}, but the "
                           f"{args.dataset} test split has {len(data)} images; lower n_points")
     images, labels = first_images(data, settings["n_points"])
-    try:  # on the CPU, holding no GPU: t-SNE and k-means are CPU work, and the encoder pass is a small part
+    try:  # on the CPU, holding no GPU: t-SNE and k-means are CPU work, the encoder pass a fifth (BENCHMARKS.md)
         table, embeddings = latent_robustness(
             model, images, labels, settings["sigma2"], settings["seeds"], settings["n_clusters"],
             config["evaluation"]["noise_sweep"]["noise_seed"], settings["tsne_perplexity"],
