@@ -106,7 +106,11 @@ def main() -> None:
     start = torch.randn(args.particles, prior.dim, generator=generator)
     every = max(args.steps // 10, 1)
     trace: dict[int, torch.Tensor] = {0: start.clone()}
-    monitor = lambda step, x: trace.__setitem__(step, x.clone()) if step % every == 0 or step == args.steps else None
+
+    def monitor(step: int, x: torch.Tensor) -> None:
+        if step % every == 0 or step == args.steps:
+            trace[step] = x.clone()
+
     t0 = time.perf_counter()
     try:
         end, error = svgd(prior.score, start, args.steps, args.step_size, monitor=monitor), None

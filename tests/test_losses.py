@@ -268,8 +268,8 @@ def test_vae_loss_is_the_negative_elbo():
     kl = (-torch.log(sigma) + 0.5 * (sigma**2 + mu**2) - 0.5).sum(1)
     torch.testing.assert_close(terms.kl, kl)
     nll = []
-    for l in range(2):
-        f = dec(mu + sigma * eps[l])
+    for draw in range(2):
+        f = dec(mu + sigma * eps[draw])
         nll.append(-torch.distributions.Normal(f, 1.0).log_prob(x).flatten(1).sum(1))
     torch.testing.assert_close(terms.reconstruction, torch.stack(nll).mean(0))
     torch.testing.assert_close(terms.loss, (terms.kl + terms.reconstruction).mean())

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -22,7 +24,8 @@ from fisherae.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = ["config/smoke.yaml", "config/cpu.yaml", "config/config.yaml"]
-GPU_RULES = {"train", "train_classifier", "noise_sweep", "grids", "latent", "sample", "sample_polynomial_prior", "fid",
+# The rules whose command computes on a GPU where there is one; latent, figures, tables and claims are CPU work.
+GPU_RULES = {"train", "train_classifier", "noise_sweep", "grids", "sample", "sample_polynomial_prior", "fid",
              "diagnostics"}
 FIGURES = {"mnist": ["figure1_mnist_bce", "figure2_mnist_grids", "figure3_mnist_nmi", "figure4_mnist_tsne"],
            "celeba": ["figure5_celeba_mse", "figure6_celeba_grids"]}
@@ -57,7 +60,8 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 36
 
 
 def dry_run_jobs(output: str) -> list[dict]:
-    """The jobs a ``snakemake -n`` output lists: rule, output files, resources and wildcards (as dicts)."""
+    """The jobs a ``snakemake -n`` output lists: rule, output files, resources and wildcards (as dicts),
+    and the shell command where the output has them (``-p``)."""
     jobs = []
     for block in re.split(r"\n(?=(?:local)?rule \w+:\n)", output):
         head = re.match(r"(?:local)?rule (\w+):\n", block)
@@ -65,8 +69,9 @@ def dry_run_jobs(output: str) -> list[dict]:
             continue
         fields = dict(re.findall(r"^    (\w+): (.*)$", block, flags=re.M))
         resources = dict(re.findall(r"(\w+)=([^,\s]+)", fields.get("resources", "")))
+        shell = re.search(r"^Shell command: (.*)$", block, flags=re.M)
         jobs.append({"rule": head.group(1), "output": fields.get("output", "").split(", "),
-                     "resources": resources,
+                     "resources": resources, "shell": shell.group(1) if shell else None,
                      "wildcards": dict(re.findall(r"(\w+)=(\w+)", fields.get("wildcards", "")))})
     return jobs
 
@@ -133,13 +138,43 @@ def test_dry_run_through_the_slurm_profile(repo_copy):
 
 
 def test_slurm_profile_leaves_gpu_flags_to_the_plugin():
+    """The profile says where jobs run (the gpu partition for exactly the GPU rules) and leaves
+    gpu, runtime and mem_mb to the rules, so the two cannot disagree."""
     profile = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
     assert profile["executor"] == "slurm"
     sections = [profile.get("default-resources", {}), *profile.get("set-resources", {}).values()]
     for section in sections:
         assert not re.search(r"--(gres|gpus)", str(section.get("slurm_extra", ""))), section
-    assert set(profile["set-resources"]) >= GPU_RULES
-    assert all(profile["set-resources"][rule]["gpu"] == 1 for rule in GPU_RULES)
+    assert set(profile["set-resources"]) == GPU_RULES
+    assert all(section == {"slurm_partition": "gpu"} for section in profile["set-resources"].values())
+
+
+def _commands_taking_a_device() -> dict[str, bool]:
+    """Each CLI command: whether its code takes a device through fisherae.devices."""
+    import argparse
+    import inspect
+
+    from fisherae import cli
+
+    cli._load_commands()
+    commands = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    return {name: re.search(r"\b(job_device|acquire_device)\(", inspect.getsource(parser.get_default("run")))
+            is not None for name, parser in commands.items()}
+
+
+def test_no_gpu_token_on_a_cpu_stage(repo_copy):
+    """A job holds a GPU slot exactly when its command computes on a device: read from the
+    commands' code and the dry run's shell commands, for every rule of the DAG."""
+    takes_device = _commands_taking_a_device()
+    out = snakemake(repo_copy, "-n", "-p", "--cores", "2", "--resources", "gpu=1").stdout
+    jobs = [job for job in dry_run_jobs(out) if job["rule"] != "all"]
+    assert {job["rule"] for job in jobs} == set(expected_counts(yaml.safe_load(
+        (REPO / "config/smoke.yaml").read_text()))) - {"all"}
+    for job in jobs:
+        command = re.match(r"python -m fisherae (\S+) ", job["shell"]).group(1)
+        assert ("gpu" in job["resources"]) == takes_device[command], job
+    assert {job["rule"] for job in jobs if "gpu" in job["resources"]} == GPU_RULES
+    assert not takes_device["latent"] and not takes_device["figure"]
 
 
 @pytest.mark.parametrize("edit, key", [
@@ -214,18 +249,71 @@ def test_schema_is_the_package_schema():
 
 # ---------------------------------------------------------------------------------------- slow
 
+README_COMMAND = ("--cores", "2")  # `snakemake --cores 2`, the README's main job
+
+
+def _training_cut_off(work: Path) -> bool:
+    """A model is training: its metrics.csv (written each epoch) exists, its model.pt not yet."""
+    metrics = (work / "results/smoke/runs").glob("*/*/seed0/metrics.csv")
+    return any(not (m.parent / "model.pt").exists() for m in metrics)
+
+
+def _evaluating(work: Path) -> bool:
+    """Evaluation jobs run (a noise sweep is written) while Snakemake holds its locks."""
+    return any((work / "results/smoke/sweeps").glob("*/*/seed0.csv")) and any((work / ".snakemake/locks").glob("*"))
+
+
+def cut_run(work: Path, sig: signal.Signals, when) -> dict:
+    """The README command in ``work``, sent ``sig`` as a whole process group (what Ctrl-C does
+    with SIGINT; what a dying machine does, roughly, with SIGKILL) once ``when(work)`` holds."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    log = work / f"cut-{sig.name}.out"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "snakemake", *README_COMMAND], cwd=work, env=env, text=True,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            while not when(work):
+                assert proc.poll() is None, f"the run ended before the cut:\n{log.read_text()[-3000:]}"
+                time.sleep(0.1)
+            os.killpg(proc.pid, sig)
+            returncode = proc.wait(timeout=120)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # any job that outlived Snakemake: a dead machine keeps none
+    return {"returncode": returncode, "locks": sorted(p.name for p in (work / ".snakemake/locks").glob("*")),
+            "incomplete": len(list((work / ".snakemake/incomplete").glob("*")))}
+
+
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
-    """The smoke DAG run once from a clean copy of the repository: (workdir, seconds, output)."""
+    """The README command on a clean copy of the repository, cut by Ctrl-C while a model trains,
+    then by SIGKILL while evaluations run, then run again to the end: (workdir, seconds of the
+    three runs, output of the last one, what each cut left)."""
     work = copy_repo(tmp_path_factory.mktemp("smoke"))
     start = time.monotonic()
-    proc = snakemake(work, "--cores", "2", "--configfile", "config/smoke.yaml")
-    return work, time.monotonic() - start, proc.stdout + proc.stderr
+    cuts = [cut_run(work, signal.SIGINT, _training_cut_off), cut_run(work, signal.SIGKILL, _evaluating)]
+    proc = snakemake(work, *README_COMMAND)
+    return work, time.monotonic() - start, proc.stdout + proc.stderr, cuts
+
+
+@pytest.mark.slow
+def test_readme_command_recovers_from_ctrl_c_and_a_killed_run(smoke_run):
+    """Ctrl-C left jobs marked incomplete, SIGKILL left Snakemake's locks as well; the README
+    command reran the cut jobs (workflow/profiles/default: rerun-incomplete), removed the dead
+    run's locks (workflow/rules/recovery.smk) and finished the DAG (checked by the tests below)."""
+    work, _, output, (ctrl_c, kill) = smoke_run
+    assert ctrl_c["returncode"] != 0 and ctrl_c["incomplete"] > 0 and not ctrl_c["locks"], ctrl_c
+    assert kill["returncode"] == -signal.SIGKILL and kill["incomplete"] > 0 and kill["locks"], kill
+    assert f"removed {len(kill['locks'])} Snakemake lock(s) left by a run that was killed" in output
+    assert "Using workflow specific profile workflow/profiles/default" in output
+    assert not list((work / ".snakemake/locks").glob("*"))
 
 
 @pytest.mark.slow
 def test_smoke_dag_writes_every_figure_and_table(smoke_run):
-    work, seconds, _ = smoke_run
+    work, seconds, _, _ = smoke_run
     results = work / "results/smoke"
     names = [f"figures/{n}.{ext}" for names in FIGURES.values() for n in names for ext in ("png", "csv")]
     names += ["tables/table1_fid.csv", "tables/table1_fid.md", "classifier/mnist.json",
@@ -241,19 +329,19 @@ def test_smoke_dag_writes_every_figure_and_table(smoke_run):
     (config,) = {config_named_in(log) for log in (results / "logs").rglob("*.log")}
     assert Path(config).parent == Path("results/smoke/configs")
     assert yaml.safe_load((work / config).read_text()) == load_config(work / "config/smoke.yaml")
-    print(f"smoke DAG: {seconds:.0f} s")
+    print(f"smoke DAG, cut twice and completed: {seconds:.0f} s")
 
 
 @pytest.mark.slow
 def test_smoke_rerun_has_nothing_to_do(smoke_run):
-    work, _, _ = smoke_run
+    work, _, _, _ = smoke_run
     out = snakemake(work, "-n", "--cores", "2", "--configfile", "config/smoke.yaml").stdout
     assert "Nothing to be done" in out, out[-3000:]
 
 
 @pytest.mark.slow
 def test_deleting_a_sweep_reruns_only_it_and_its_figure(smoke_run):
-    work, _, _ = smoke_run
+    work, _, _, _ = smoke_run
     sweep = work / "results/smoke/sweeps/mnist/vae/seed0.csv"
     sweep.unlink()
     dry = snakemake(work, "-n", "--cores", "2", "--configfile", "config/smoke.yaml").stdout
@@ -267,7 +355,7 @@ def test_deleting_a_sweep_reruns_only_it_and_its_figure(smoke_run):
 
 @pytest.mark.slow
 def test_smoke_report_is_self_contained(smoke_run):
-    work, _, _ = smoke_run
+    work, _, _, _ = smoke_run
     snakemake(work, "--report", "report.html", "--configfile", "config/smoke.yaml")
     html = (work / "report.html").read_text()
     assert len(html) > 100_000

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 # Keys that cannot change any output, and why: where things live, and how fast they run.
 INERT = {
     "device": "which device runs a job, not what it computes",
+    "jobs_per_gpu": "how many jobs share a GPU, not what any of them computes",
     "training.threads": "CPU threads per job: speed only",
     "training.num_workers": "no longer used; accepted so that older configs validate",
     "training.step_mode": "eager and CUDA-graph steps do the same arithmetic",

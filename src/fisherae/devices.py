@@ -2,8 +2,10 @@
 
 Snakemake counts a ``gpu`` resource but never tells a job *which* GPU to use (it does not set
 CUDA_VISIBLE_DEVICES), so two jobs on a two-GPU machine would both pick cuda:0. ``acquire_device``
-makes each job take a free GPU instead: one ``flock``-ed file per physical GPU in a lock
-directory; the kernel drops the lock when the process exits, even on SIGKILL.
+makes each job take a free slot on a GPU instead: ``jobs_per_gpu`` ``flock``-ed files per physical
+GPU in a lock directory (the config's ``jobs_per_gpu``: how many jobs may share one GPU), taken
+so that jobs spread over the GPUs before any GPU gets a second one; the kernel drops a lock when
+its process exits, even on SIGKILL.
 """
 
 from __future__ import annotations
@@ -67,15 +69,19 @@ def acquire_device(
     timeout: float | None = None,
     poll: float = 0.5,
     locks: str | Path | None = None,
+    jobs_per_gpu: int = 1,
 ) -> Iterator[torch.device]:
     """Yield the device named by ``spec`` (``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``).
 
-    ``auto`` and ``cuda`` lock a free GPU (waiting up to ``timeout`` s, default
-    ``$FISHERAE_GPU_LOCK_TIMEOUT`` or 3600, when all are held); ``auto`` falls back to the CPU
-    when no GPU is visible. ``cuda:N`` is taken as given, without a lock. ``gpus`` (identities
-    of the visible GPUs) replaces CUDA discovery, so tests can simulate GPUs on a CPU machine."""
+    ``auto`` and ``cuda`` lock one of the ``jobs_per_gpu`` slots of a GPU, lowest slot first
+    (``slot_paths``; waiting up to ``timeout`` s, default ``$FISHERAE_GPU_LOCK_TIMEOUT`` or 3600,
+    when all are held); ``auto`` falls back to the CPU when no GPU is visible. ``cuda:N`` is
+    taken as given, without a lock. ``gpus`` (identities of the visible GPUs) replaces CUDA
+    discovery, so tests can simulate GPUs on a CPU machine."""
     if not isinstance(spec, str) or not _SPEC.match(spec):
         raise DeviceError(f"device {spec!r} is not one of auto, cpu, cuda, cuda:N")
+    if not isinstance(jobs_per_gpu, int) or jobs_per_gpu < 1:
+        raise DeviceError(f"jobs_per_gpu = {jobs_per_gpu!r}: expected a whole number of at least 1")
     simulated = gpus is not None
     gpus = list(gpus) if simulated else visible_gpus()
     if spec == "cpu" or (spec == "auto" and not gpus):
@@ -92,7 +98,7 @@ def acquire_device(
     if timeout is None:
         timeout = float(os.environ.get("FISHERAE_GPU_LOCK_TIMEOUT", DEFAULT_TIMEOUT_S))
     directory = Path(locks) if locks is not None else lock_dir()
-    index, fd = _lock_free_gpu(gpus, directory, timeout, poll)
+    index, fd = _lock_free_slot(gpus, jobs_per_gpu, directory, timeout, poll)
     try:
         yield _select(torch.device("cuda", index), simulated)
     finally:
@@ -101,6 +107,12 @@ def acquire_device(
             torch.cuda.empty_cache()
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+def job_device(config: dict) -> contextlib.AbstractContextManager[torch.device]:
+    """``acquire_device`` under the config's ``device`` and ``jobs_per_gpu``: the device of one
+    pipeline job that computes on a GPU where there is one."""
+    return acquire_device(config["device"], jobs_per_gpu=config["jobs_per_gpu"])
 
 
 def _select(device: torch.device, simulated: bool) -> torch.device:
@@ -121,14 +133,23 @@ def _open_lock(path: Path) -> int:
     return fd
 
 
-def _lock_free_gpu(gpus: list[str], directory: Path, timeout: float, poll: float) -> tuple[int, int]:
-    """(visible index, open locked fd) of the first GPU whose lock is free; waits up to ``timeout``."""
+def slot_paths(gpus: Sequence[str], jobs_per_gpu: int, directory: Path) -> list[tuple[int, Path]]:
+    """(visible index, lock file) of every slot, in the order jobs take them: every GPU's first
+    slot, then every GPU's second one, ... so that jobs spread over the GPUs."""
+    names = [re.sub(r"[^A-Za-z0-9_.-]", "_", gpu) for gpu in gpus]
+    return [(index, directory / f"gpu-{name}.{slot}.lock")
+            for slot in range(jobs_per_gpu) for index, name in enumerate(names)]
+
+
+def _lock_free_slot(gpus: list[str], jobs_per_gpu: int, directory: Path, timeout: float,
+                    poll: float) -> tuple[int, int]:
+    """(visible index, open locked fd) of the first free slot; waits up to ``timeout``."""
     directory.mkdir(parents=True, exist_ok=True)
-    paths = [directory / f"gpu-{re.sub(r'[^A-Za-z0-9_.-]', '_', gpu)}.lock" for gpu in gpus]
+    slots = slot_paths(gpus, jobs_per_gpu, directory)
     start = time.monotonic()
     announced = False
     while True:
-        for index, path in enumerate(paths):
+        for index, path in slots:
             fd = _open_lock(path)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -139,13 +160,14 @@ def _lock_free_gpu(gpus: list[str], directory: Path, timeout: float, poll: float
         waited = time.monotonic() - start
         if waited >= timeout:
             raise DeviceError(
-                f"all {len(gpus)} GPU(s) stayed locked by other fisherae jobs for {waited:.0f} s "
-                f"(locks in {directory}); run fewer GPU jobs at once (snakemake --resources gpu=N), "
-                "raise FISHERAE_GPU_LOCK_TIMEOUT, or set device: cpu / cuda:N in the config"
+                f"all {len(gpus)} GPU(s) stayed locked by other fisherae jobs ({jobs_per_gpu} per GPU) for "
+                f"{waited:.0f} s (locks in {directory}); run fewer GPU jobs at once (snakemake --resources "
+                "gpu=N, N = the number of GPUs), raise jobs_per_gpu or FISHERAE_GPU_LOCK_TIMEOUT, or set "
+                "device: cpu / cuda:N in the config"
             )
         if not announced:
-            print(f"fisherae: all {len(gpus)} GPU(s) are busy (locks in {directory}); waiting up to "
-                  f"{timeout:.0f} s for one to be free", file=sys.stderr, flush=True)
+            print(f"fisherae: all {len(gpus)} GPU(s) are busy ({jobs_per_gpu} job(s) each; locks in {directory}); "
+                  f"waiting up to {timeout:.0f} s for one to be free", file=sys.stderr, flush=True)
             announced = True
         time.sleep(min(poll, max(timeout - waited, 0.0)))
 

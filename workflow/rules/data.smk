@@ -11,6 +11,9 @@ rule data:
         log_path("data", "{dataset}"),
     benchmark:
         bench_path("data", "{dataset}"),
+    resources:
+        mem_mb=8000,
+        runtime=60,
     conda:
         ENV
     shell:

@@ -1,5 +1,6 @@
 # Latent robustness on MNIST (Figures 3 and 4): t-SNE of the codes of noisy test digits and the
-# NMI of their clusters against the digit labels.
+# NMI of their clusters against the digit labels. CPU work (the encoder pass included), so it
+# holds no GPU and runs beside training.
 
 
 rule latent:
@@ -18,7 +19,6 @@ rule latent:
         bench_path("latent")
     threads: THREADS
     resources:
-        gpu=1,
         mem_mb=16000,
         runtime=240,
     conda:

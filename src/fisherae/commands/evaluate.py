@@ -28,7 +28,7 @@ def setup_noise_sweep(parser):
 
 
 def run_noise_sweep(args) -> None:
-    from fisherae.devices import acquire_device
+    from fisherae.devices import job_device
     from fisherae.evaluation import SWEEP_COLUMNS, noise_sweep
 
     config, model = load_config_and_model(args)
@@ -38,7 +38,7 @@ def run_noise_sweep(args) -> None:
         raise ConfigError(f"{args.config}: evaluation.noise_sweep.sigma2.{args.dataset} is not set; "
                           f"list the noise variances to sweep for {args.dataset}")
     data = load_test_split(config, args.dataset)
-    with acquire_device(config["device"]) as device:
+    with job_device(config) as device:
         table = noise_sweep(model, data, sigma2s, settings["batch_size"], settings["noise_seed"], device)
     if not np.isfinite(table["value"]).all():
         raise UserError(f"checkpoint {args.checkpoint} gives non-finite reconstruction errors; retrain it")
@@ -60,7 +60,7 @@ def setup_grids(parser):
 def run_grids(args) -> None:
     import torch
 
-    from fisherae.devices import acquire_device
+    from fisherae.devices import job_device
     from fisherae.evaluation import first_images, grid_sections, tile
     from fisherae.plots import write_grid_png
     from fisherae.sampling import read_samples
@@ -75,7 +75,7 @@ def run_grids(args) -> None:
     n_images = min(settings["n_images"], len(data))
     clean, _ = first_images(data, n_images)
     try:
-        with acquire_device(config["device"]) as device:
+        with job_device(config) as device:
             sections = grid_sections(model, clean, torch.from_numpy(z[0, :settings["n_samples"]]), noise_sigma2,
                                      noise_seed, device)
     except ValueError as err:
@@ -98,7 +98,6 @@ def setup_latent(parser):
 
 def run_latent(args) -> None:
     from fisherae.checkpoint import atomic_write
-    from fisherae.devices import acquire_device
     from fisherae.evaluation import first_images
     from fisherae.latent import NMI_COLUMNS, latent_robustness
 
@@ -110,12 +109,11 @@ def run_latent(args) -> None:
         raise ConfigError(f"{args.config}: evaluation.latent.n_points = {settings['n_points']}, but the "
                           f"{args.dataset} test split has {len(data)} images; lower n_points")
     images, labels = first_images(data, settings["n_points"])
-    try:
-        with acquire_device(config["device"]) as device:
-            table, embeddings = latent_robustness(
-                model, images, labels, settings["sigma2"], settings["seeds"], settings["n_clusters"],
-                config["evaluation"]["noise_sweep"]["noise_seed"], settings["tsne_perplexity"],
-                config["evaluation"]["noise_sweep"]["batch_size"], device, n_jobs=config["training"]["threads"])
+    try:  # on the CPU, holding no GPU: t-SNE and k-means are CPU work, the encoder pass a fifth (BENCHMARKS.md)
+        table, embeddings = latent_robustness(
+            model, images, labels, settings["sigma2"], settings["seeds"], settings["n_clusters"],
+            config["evaluation"]["noise_sweep"]["noise_seed"], settings["tsne_perplexity"],
+            config["evaluation"]["noise_sweep"]["batch_size"], "cpu", n_jobs=config["training"]["threads"])
     except ValueError as err:
         raise UserError(f"checkpoint {args.checkpoint}: {err}") from err
     atomic_write(args.out_embedding, lambda tmp: np.savez(
@@ -149,7 +147,7 @@ def _positive_int(text: str) -> int:
 
 def run_diagnose(args) -> None:
     from fisherae.data import load_split
-    from fisherae.devices import acquire_device
+    from fisherae.devices import job_device
     from fisherae.diagnostics import DIAGNOSE_COLUMNS, encoder_diagnostics, non_finite_fields
 
     config, model = load_config_and_model(args)
@@ -158,7 +156,7 @@ def run_diagnose(args) -> None:
     test = load_test_split(config, args.dataset)
     batch_size = args.batch_size or config["evaluation"]["noise_sweep"]["batch_size"]
     try:
-        with acquire_device(config["device"]) as device:
+        with job_device(config) as device:
             stats = encoder_diagnostics(model, train, test, batch_size=batch_size, n_probe=args.n_probe,
                                         device=device)
     except ValueError as err:

@@ -41,7 +41,7 @@ def run_train_classifier(args) -> None:
     from fisherae.classifier import save_classifier, train_classifier
     from fisherae.commands.common import read_config
     from fisherae.data import load_split
-    from fisherae.devices import acquire_device, use_configured_threads
+    from fisherae.devices import job_device
 
     config = read_config(args, dataset=args.dataset)
     if args.dataset != "mnist":
@@ -52,7 +52,7 @@ def run_train_classifier(args) -> None:
     use_configured_threads(config)
     data_cfg = config["datasets"][args.dataset]
     train, test = load_split("mnist", data_cfg, "train"), load_split("mnist", data_cfg, "test")
-    with acquire_device(config["device"]) as device:
+    with job_device(config) as device:
         model, metrics = train_classifier(train, test, epochs=config["evaluation"]["fid"]["classifier_epochs"],
                                           batch_size=config["training"]["batch_size"], seed=args.seed, device=device)
     metrics["seed"] = args.seed
@@ -74,13 +74,12 @@ def setup_fid(parser):
 
 def run_fid(args) -> None:
 
-    from fisherae.devices import acquire_device
-    from fisherae.sampling import read_samples
+    from fisherae.devices import job_device
 
     config, model = load_config_and_model(args)
     z, sampler = read_samples(args.samples, model.spec.latent)
     settings = config["evaluation"]["fid"]
-    with acquire_device(config["device"]) as device:
+    with job_device(config) as device:
         extractors, unavailable = _extractors(settings, args.dataset, args.classifier, device)
         real = load_test_split(config, args.dataset)
         rows = fid_rows(model.to(device), z, real, extractors, settings["batch_size"], device)

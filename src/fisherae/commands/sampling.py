@@ -38,7 +38,7 @@ def run_sample(args) -> None:
     import torch
 
     from fisherae.checkpoint import load_model_payload, model_from_payload
-    from fisherae.devices import acquire_device, use_configured_threads
+    from fisherae.devices import job_device, use_configured_threads
     from fisherae.errors import SVGDDivergedError
     from fisherae.prior_analysis import not_normalisable_message, unnormalisable_dims
     from fisherae.sampling import drift_diagnostics, sample_latents, write_samples
@@ -59,7 +59,7 @@ def run_sample(args) -> None:
         print(f"fisherae sample: warning: {not_normalisable_message(problems, prior.order)} "
               "The exact sampler is refused; see the --report drift diagnostics.", file=sys.stderr)
     generator = torch.Generator().manual_seed(args.seed)
-    with acquire_device(config["device"]) as device:
+    with job_device(config) as device:
         try:
             samples = sample_latents(prior, fid["n_draws"], fid["n_samples"], svgd_steps=sampling["svgd_steps"],
                                      svgd_step_size=sampling["svgd_step_size"], n_particles=sampling["n_particles"],

@@ -18,11 +18,11 @@ def setup(parser):
 
 
 def run(args) -> None:
-    from fisherae.devices import acquire_device
+    from fisherae.devices import job_device
     from fisherae.training import model_spec, train
 
     config = read_config(args, dataset=args.dataset, model=args.model)
     model_spec(config, args.dataset, args.model)  # names the valid keys before a GPU is taken
-    with acquire_device(config["device"]) as device:
+    with job_device(config) as device:
         path = train(config, args.dataset, args.model, args.seed, args.outdir, device, progress=not args.no_progress)
     print(path)
