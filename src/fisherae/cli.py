@@ -6,7 +6,11 @@ arguments to a parser and returns the function that runs it."""
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Callable
 
 from fisherae.config import ConfigError
@@ -26,6 +30,38 @@ class UserError(RuntimeError):
     """A failure caused by input (config, data, checkpoint): printed without a traceback."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """A stop asked for by ``signum``: SIGINT (Ctrl-C) or SIGTERM (how SLURM and Snakemake stop a
+    job). Raised as an exception so that atomic writes clean up; ``str()`` says what was kept."""
+
+    def __init__(self, signum: int = signal.SIGINT, detail: str = ""):
+        super().__init__(detail)
+        self.signum = signum
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def uninterrupted() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block has run (say, the files of one training epoch are
+    written), then act on them as they would have acted. Outside the main thread (where Python
+    runs signal handlers) this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {signum: signal.signal(signum, lambda received, frame: held.append(received))
+                for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        for signum in dict.fromkeys(held):
+            signal.raise_signal(signum)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fisherae", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -38,12 +74,27 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     _load_commands()
     args = build_parser().parse_args(argv)
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is not signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, _stop)
     try:
         args.run(args)
     except (ConfigError, UserError, FileNotFoundError) as err:
         print(f"fisherae {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM through _stop: one line, no traceback
+        signum = getattr(err, "signum", signal.SIGINT)
+        detail = f": {err}" if str(err) else ""
+        print(f"fisherae {args.command}: interrupted by {signal.Signals(signum).name}{detail}", file=sys.stderr)
+        return 128 + signum
+    finally:
+        if previous is not signal.SIG_IGN:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     return 0
+
+
+def _stop(signum: int, frame) -> None:
+    raise Interrupted(signum)
 
 
 def _load_commands() -> None:
