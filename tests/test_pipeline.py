@@ -232,6 +232,12 @@ def test_smoke_dag_writes_every_figure_and_table(smoke_run):
     assert len(list((results / "logs").rglob("*.log"))) == sum(expected_counts(
         yaml.safe_load((work / "config/smoke.yaml").read_text())).values()) - 1  # `all` has no log
     assert list((results / "benchmarks/train").rglob("*.tsv"))
+    epochs = yaml.safe_load((work / "config/smoke.yaml").read_text())["training"]["epochs"]
+    for log in (results / "logs/train").rglob("*.log"):  # what the job said: one line per epoch, held-out loss
+        lines = log.read_text().splitlines()
+        assert "from scratch" in lines[0] and lines[-1].endswith("model.pt"), lines
+        assert sum(f"epoch {e}/{epochs}: loss " in line and "; held-out loss " in line
+                   for line in lines for e in range(1, epochs + 1)) == epochs, lines
     print(f"smoke DAG: {seconds:.0f} s")
 
 
