@@ -171,7 +171,7 @@ def test_data_stage_writes_a_manifest_and_names_a_missing_root(tmp_path):
     assert proc.returncode == 0, proc.stderr
     manifest = json.loads(out.read_text())
     assert manifest == {"dataset": "mnist", "source": "embedded", "image_shape": [1, 28, 28],
-                        "n_train": 2000, "n_test": 1000}
+                        "n_train": 2100, "n_test": 1000}
     config = yaml.safe_load((REPO / "config/cpu.yaml").read_text())
     config["datasets"]["mnist"].update(root=str(tmp_path / "nowhere"), download=False)
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(config))
