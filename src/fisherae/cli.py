@@ -74,23 +74,32 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     _load_commands()
     args = build_parser().parse_args(argv)
-    previous = signal.getsignal(signal.SIGTERM)
-    if previous is not signal.SIG_IGN:
-        signal.signal(signal.SIGTERM, _stop)
     try:
-        args.run(args)
+        with _sigterm_interrupts():
+            args.run(args)
     except (ConfigError, UserError, FileNotFoundError) as err:
         print(f"fisherae {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM through _stop: one line, no traceback
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM: one line, no traceback
         signum = getattr(err, "signum", signal.SIGINT)
         detail = f": {err}" if str(err) else ""
         print(f"fisherae {args.command}: interrupted by {signal.Signals(signum).name}{detail}", file=sys.stderr)
         return 128 + signum
-    finally:
-        if previous is not signal.SIG_IGN:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     return 0
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises Interrupted while the block runs, as Ctrl-C raises KeyboardInterrupt (in the
+    main thread, and unless SIGTERM is ignored)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def _stop(signum: int, frame) -> None:
