@@ -14,7 +14,8 @@ overhead over the bare step, the seconds of the epoch's checkpoint (timed apart:
 epoch), the run's peak GPU memory (its data, model, optimiser, CUDA graph and steps, over both
 epochs), and the projected time of the config's training:
 seeds x epochs x (batches per epoch of the full split x seconds per batch + the checkpoint),
-one job at a time. Evaluation stages are not included."""
+one job at a time. The held-out images (``validation_size``) are counted as trained: their
+held-out loss each epoch costs less than a training step. Evaluation stages are not included."""
 
 from __future__ import annotations
 
@@ -68,10 +69,10 @@ def measure(config: dict, dataset: str, model: str, batches: int, device: torch.
     data = stand_in(dataset, batches * settings["batch_size"], settings["batch_size"], device)
     with tempfile.TemporaryDirectory() as outdir, mock.patch.object(training, "atomic_torch_save", _TimedSave()) as save:
         run = _Run(config, dataset, model, 0, Path(outdir), device, model_spec(config, dataset, model))
-        run.train_epoch(data, 1, progress=False)  # warm-up, CUDA graph capture
+        run.train_epoch(data, None, 1, progress=False)  # warm-up, CUDA graph capture (no held-out loss)
         save.seconds = 0.0
         started = time.perf_counter()
-        run.train_epoch(data, 2, progress=False)
+        run.train_epoch(data, None, 2, progress=False)
         loop = (time.perf_counter() - started - save.seconds) / batches
         peak = (torch.cuda.max_memory_allocated(device) - base) / 2**20 if device.type == "cuda" else math.nan
         x = next(data.epoch(0))[0]

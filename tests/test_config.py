@@ -182,7 +182,10 @@ def test_rerun_settings_hold_the_declared_values_without_the_inert_ones():
     assert not [k for k in train if k.endswith(("root", "download", "threads", "label"))]
     assert "models.wae_gan.method" not in train and "datasets.celeba.width" not in train
     figure = json.loads(rerun_settings("figure", config, {"stem": "figure1_mnist_bce"}))
-    assert figure == {f"models.{m}.label": spec["label"] for m, spec in config["models"].items()}
+    assert figure == {**{f"models.{m}.label": spec["label"] for m, spec in config["models"].items()},
+                      **{f"datasets.{d}.{key}": data[key] for d, data in config["datasets"].items()
+                         for key in ("source", "width")},
+                      "training.epochs": 2}  # the training note on the figure's face (issue 10 item 9)
     latent = json.loads(rerun_settings("latent", config, {"dataset": "mnist", "model": "vae", "seed": "0"}))
     assert latent["evaluation.noise_sweep.noise_seed"] == 1234  # the default, read by latent (and recorded)
     assert latent["evaluation.noise_sweep.batch_size"] == 250
@@ -210,6 +213,7 @@ def test_a_dry_run_with_another_config_changes_nothing_a_scheduled_job_reads(tmp
                                  f'while [ ! -e "{gate}/go" ]; do sleep 0.05; done\nexec "{sys.executable}" "$@"\n')
     (gate / "python").chmod(0o755)
     other = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
+    n_train = other["datasets"]["mnist"]["n_train"]
     other["datasets"]["mnist"]["n_train"] = 500
     (workdir / "other.yaml").write_text(yaml.safe_dump(other))
     env = {**os.environ, "PATH": f"{gate}{os.pathsep}{os.environ.get('PATH', '')}"}
@@ -227,7 +231,7 @@ def test_a_dry_run_with_another_config_changes_nothing_a_scheduled_job_reads(tmp
         output = run.communicate(timeout=300)[0]
     assert run.returncode == 0, output[-3000:]
     results = workdir / "results" / "smoke"
-    assert json.loads((results / "data/mnist.json").read_text())["n_train"] == 2000
+    assert json.loads((results / "data/mnist.json").read_text())["n_train"] == n_train
     named = config_named_in(results / "logs/data/mnist.log")
-    assert yaml.safe_load((workdir / named).read_text())["datasets"]["mnist"]["n_train"] == 2000
+    assert yaml.safe_load((workdir / named).read_text())["datasets"]["mnist"]["n_train"] == n_train
     assert len(list((results / "configs").glob("*.yaml"))) == 2  # the dry run's own, beside the run's

@@ -15,7 +15,8 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from fisherae.checkpoint import save_model
+from fisherae.checkpoint import load_model, save_model
+from fisherae.data import load_split, split_tensors, to_float
 from fisherae.cli import main
 from fisherae.config import load_config
 from fisherae.evaluation import (SWEEP_COLUMNS, batch_noise, grid_sections, noise_sweep, normalise_by_clean,
@@ -200,6 +201,13 @@ def test_grids_command(workspace, dataset, shape):
     assert meta["noise_sigma2"] == {"mnist": 0.2, "celeba": 2.0}[dataset]
     assert [s["rows"] for s in meta["layout"]] == [1, 1, 1, 1, 2]
     assert_real_image(out, min_size=(100, 100))
+    # the clean reconstructions' squared error over the mean test image's (all n_test <= 500 images)
+    test = split_tensors(load_split(dataset, load_config(workspace / "config.yaml")["datasets"][dataset], "test"))[0]
+    clean = to_float(test).double()
+    with torch.no_grad():
+        recon = load_model(workspace / dataset / "vae/model.pt").reconstruct(clean[:4].float()).double()
+    expected = (clean[:4] - recon).pow(2).sum() / (clean[:4] - clean.mean(0)).pow(2).sum()
+    assert meta["clean_error_ratio"] == pytest.approx(float(expected), rel=1e-5)
 
 
 def test_grids_command_reads_samples_like_fid(workspace, capsys):
@@ -248,6 +256,8 @@ def test_latent_command_and_figures(workspace):
         assert_real_image(out, min_size=(400, 300))
         data = pd.read_csv(out.with_suffix(".csv"))
         assert set(data["model"]) == set(MODELS), figure
+        if figure in ("figure2", "figure6"):
+            assert np.isfinite(data["clean_error_ratio"]).all() and (data["clean_error_ratio"] > 0).all()
 
 
 def test_training_checkpoint_passed_as_model_names_the_model_file(workspace, capsys):

@@ -211,7 +211,7 @@ def test_data_stage_writes_a_manifest_and_names_a_missing_root(tmp_path):
     assert proc.returncode == 0, proc.stderr
     manifest = json.loads(out.read_text())
     assert manifest == {"dataset": "mnist", "source": "embedded", "image_shape": [1, 28, 28],
-                        "n_train": 2000, "n_test": 1000}
+                        "n_train": 2100, "n_test": 1000}
     config = yaml.safe_load((REPO / "config/cpu.yaml").read_text())
     config["datasets"]["mnist"].update(root=str(tmp_path / "nowhere"), download=False)
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(config))
@@ -329,6 +329,12 @@ def test_smoke_dag_writes_every_figure_and_table(smoke_run):
     (config,) = {config_named_in(log) for log in (results / "logs").rglob("*.log")}
     assert Path(config).parent == Path("results/smoke/configs")
     assert yaml.safe_load((work / config).read_text()) == load_config(work / "config/smoke.yaml")
+    epochs = yaml.safe_load((work / "config/smoke.yaml").read_text())["training"]["epochs"]
+    for log in (results / "logs/train").rglob("*.log"):  # what the job said: one line per epoch, held-out loss
+        lines = log.read_text().splitlines()[1:]  # after the line naming the config
+        assert "from scratch" in lines[0] and lines[-1].endswith("model.pt"), lines
+        assert sum(f"epoch {e}/{epochs}: loss " in line and "; held-out loss " in line
+                   for line in lines for e in range(1, epochs + 1)) == epochs, lines
     print(f"smoke DAG, cut twice and completed: {seconds:.0f} s")
 
 

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import copy
 import csv
+import math
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -25,7 +28,9 @@ from fisherae.checkpoint import (
     save_model,
 )
 from fisherae.config import ConfigError, validate_config
+from fisherae.data import DataError, split_tensors, to_float
 from fisherae.errors import UserError
+from fisherae.interrupts import Interrupted
 from fisherae.losses import FisherAETerms
 from fisherae.models import AutoEncoder, ModelSpec
 from fisherae.training import TrainingDiverged, model_spec, train
@@ -36,11 +41,13 @@ TERMS = {"fisher_ae": ["posterior", "reconstruction", "stability"], "vae": ["rec
          "wae_gan": ["reconstruction", "penalty", "adversary"]}
 
 
-def make_config(epochs: int = 1, n_train: int = 96, **training_overrides) -> dict:
-    """A tiny, validated configuration on the embedded data (narrow nets, one thread)."""
+def make_config(epochs: int = 1, n_train: int = 96, validation_size: int = 0, **training_overrides) -> dict:
+    """A tiny, validated configuration on the embedded data (narrow nets, one thread); MNIST
+    holds ``validation_size`` training images out for the held-out loss."""
     raw = {
         "seeds": [0], "device": "cpu",
-        "datasets": {"mnist": {"source": "embedded", "n_train": n_train, "width": 8, "latent_dim": 4},
+        "datasets": {"mnist": {"source": "embedded", "n_train": n_train, "width": 8, "latent_dim": 4,
+                               "validation_size": validation_size},
                      "celeba": {"source": "embedded", "n_train": 16, "width": 8, "latent_dim": 8}},
         "models": {"fisher_ae_poly": {"method": "fisher_ae", "prior": "polynomial"},
                    "fisher_ae_gauss": {"method": "fisher_ae"}, "vae": {"method": "vae"},
@@ -112,26 +119,39 @@ class Killed(Exception):
     """Stands in for SIGKILL / a pre-empted job."""
 
 
+def without_seconds(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+
+@pytest.mark.parametrize("stop", [Killed, KeyboardInterrupt])
 @pytest.mark.parametrize("model", ["fisher_ae_poly", "wae_gan"])
-def test_killed_run_resumes_to_identical_weights(tmp_path, monkeypatch, model):
-    config = make_config(epochs=3)
+def test_killed_run_resumes_to_identical_weights(tmp_path, monkeypatch, capsys, model, stop):
+    """Killed (SIGKILL, pre-emption) or stopped by Ctrl-C in epoch 2, a run resumes from the
+    checkpoint of epoch 1 to the weights and metrics of an uninterrupted run, bit for bit."""
+    config = make_config(epochs=3, validation_size=16)
     method = config["models"][model]["method"]
     reference = state(load_model(train(config, "mnist", model, 0, tmp_path / "whole", "cpu", progress=False)))
     reference_losses = [row["loss"] for row in read_metrics(tmp_path / "whole")]
+    reference_rows = without_seconds(read_metrics(tmp_path / "whole"))
 
     real_step, seen = training._OBJECTIVES[method], []
 
     def step(run, x, *noise):
-        epoch, batch = run.position
-        seen.append(epoch)
-        if kill and epoch == 2 and batch == 2:
-            raise Killed
+        if isinstance(run, training.TrainingStep):  # not the held-out loss
+            epoch, batch = run.position
+            seen.append(epoch)
+            if kill and epoch == 2 and batch == 2:
+                raise stop
         return real_step(run, x, *noise)
 
     monkeypatch.setitem(training._OBJECTIVES, method, step)
     kill, outdir = True, tmp_path / "killed"
-    with pytest.raises(Killed):
+    with pytest.raises(Killed if stop is Killed else Interrupted) as stopped:
         train(config, "mnist", model, 0, outdir, "cpu", progress=False)
+    if stop is KeyboardInterrupt:
+        assert stopped.value.signum == signal.SIGINT and str(stopped.value) == (
+            f"mnist/{model} seed 0: {outdir / 'checkpoint.pt'} holds epoch 1 of 3; rerun the same command to "
+            "resume from epoch 2")
     assert not (outdir / "model.pt").exists()
     assert torch.load(outdir / "checkpoint.pt", weights_only=True)["epoch"] == 1
     assert [row["epoch"] for row in read_metrics(outdir)] == ["1"]
@@ -139,11 +159,100 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, monkeypatch, model):
         f.write("2,999,1,1,1,0.1\n")
 
     kill, seen[:] = False, []
+    capsys.readouterr()
     resumed = state(load_model(train(config, "mnist", model, 0, outdir, "cpu", progress=False)))
+    assert capsys.readouterr().err.splitlines()[0] == (
+        f"mnist/{model} seed 0: resuming from epoch 2 of 3 ({outdir / 'checkpoint.pt'} holds epoch 1); "
+        "80 training images, 16 held out for the validation loss")
     assert set(seen) == {2, 3}, "the resumed run must start at epoch 2, not retrain epoch 1"
     assert_identical(resumed, reference)
     assert [row["loss"] for row in read_metrics(outdir)] == reference_losses
     assert [row["epoch"] for row in read_metrics(outdir)] == ["1", "2", "3"]
+    assert without_seconds(read_metrics(outdir)) == reference_rows  # the held-out losses too, bit for bit
+
+
+def test_a_signal_while_an_epoch_is_saved_waits_until_its_files_are_written(tmp_path, monkeypatch):
+    real_save = training.atomic_torch_save
+
+    def save_then_ctrl_c(obj, path):
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C as the checkpoint is being written
+        return real_save(obj, path)
+
+    monkeypatch.setattr(training, "atomic_torch_save", save_then_ctrl_c)
+    with pytest.raises(Interrupted, match="holds epoch 1 of 2; rerun the same command to resume from epoch 2"):
+        train(make_config(epochs=2, validation_size=16), "mnist", "vae", 0, tmp_path, "cpu", progress=False)
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    assert [row["epoch"] for row in read_metrics(tmp_path)] == ["1"]
+    assert len((tmp_path / "train.log").read_text().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "metrics.csv", "train.log"]
+
+
+def test_the_validation_subset_is_held_out_of_training_and_the_same_for_every_seed(tmp_path, monkeypatch):
+    """Every epoch and every seed evaluates the same held-out images with the same noise, and
+    training never sees them: the training batches and the held-out batches partition n_train."""
+    real_step, batches = training._OBJECTIVES["fisher_ae"], {}
+
+    def step(run, x, *noise):
+        batches.setdefault((seed, type(run).__name__), []).append((x.clone(), [n.clone() for n in noise]))
+        return real_step(run, x, *noise)
+
+    monkeypatch.setitem(training._OBJECTIVES, "fisher_ae", step)
+    config = make_config(epochs=2, validation_size=16, batch_size=8)
+    for seed in (0, 1):
+        train(config, "mnist", "fisher_ae_gauss", seed, tmp_path / f"{seed}", "cpu", progress=False)
+    held = batches[0, "_HeldOut"] + batches[1, "_HeldOut"]
+    assert len(held) == 2 * 2 * 2, "per seed and epoch, one pass over the 16 held-out images in 2 batches"
+    for k, (x, noise) in enumerate(held):  # every pass: the first pass's images and draws
+        assert torch.equal(x, held[k % 2][0]) and all(map(torch.equal, noise, held[k % 2][1]))
+
+    def rows(x: torch.Tensor) -> list[tuple]:
+        return [tuple(row.flatten().tolist()) for row in x]
+
+    split = split_tensors(training.load_split("mnist", config["datasets"]["mnist"], "train"))[0]
+    held_rows = set(rows(torch.cat([x for x, _ in held[:2]])))
+    for seed in (0, 1):
+        trained = rows(torch.cat([x for x, _ in batches[seed, "TrainingStep"]]))
+        assert len(trained) == 2 * 80 and len(held_rows) == 16 and not held_rows & set(trained)
+        assert set(trained) | held_rows == set(rows(to_float(split)))
+    with pytest.raises(DataError, match=r"datasets\.mnist\.validation_size = 96, but the training split has only 96"):
+        train(make_config(validation_size=96), "mnist", "vae", 0, tmp_path / "all", "cpu", progress=False)
+
+
+def test_the_held_out_loss_is_a_finite_column_that_leaves_training_alone(tmp_path, monkeypatch):
+    config = make_config(epochs=2, validation_size=16)
+    path = train(config, "mnist", "wae_gan", 0, tmp_path / "a", "cpu", progress=False)
+    rows = read_metrics(tmp_path / "a")
+    terms = ["loss", *TERMS["wae_gan"]]
+    assert list(rows[0]) == ["epoch", *terms, *(f"heldout_{t}" for t in terms), "seconds"]
+    assert all(math.isfinite(float(row[f"heldout_{t}"])) for row in rows for t in terms)
+    assert rows[0]["heldout_loss"] != rows[1]["heldout_loss"]
+    # Recomputed from the saved weights with fresh noise from VALIDATION_SEED: the same numbers.
+    step = training.TrainingStep(model_spec(config, "mnist", "wae_gan"), config["training"], torch.device("cpu"))
+    step.model.load_state_dict(load_model(path).state_dict())
+    again = training._HeldOut(step, training.training_batches(config, "mnist", "cpu")[1])()
+    assert {k: float(v) for k, v in rows[-1].items() if k.startswith("heldout_")} == again
+    # Evaluating it moves no weight, optimiser state or training draw: skipping it trains the same.
+    monkeypatch.setattr(training._HeldOut, "__call__", lambda self: {})
+    skipped = load_model(train(config, "mnist", "wae_gan", 0, tmp_path / "b", "cpu", progress=False))
+    assert_identical(state(skipped), state(load_model(path)))
+
+
+def test_files_written_before_validation_size_existed_count_as_the_whole_split(tmp_path):
+    config = make_config(epochs=1)
+    path = train(config, "mnist", "vae", 0, tmp_path, "cpu", progress=False)
+    for name in ("model.pt", "checkpoint.pt"):  # as written before datasets.*.validation_size existed
+        saved = torch.load(tmp_path / name, weights_only=True)
+        stored = saved["metadata"]["training_config"] if name == "model.pt" else saved["training_config"]
+        del stored["data"]["validation_size"]
+        torch.save(saved, tmp_path / name)
+    metadata = load_model_payload(path)["metadata"]
+    assert training.trained_differences(config, metadata, "mnist", "vae") == []
+    assert training.trained_differences(make_config(validation_size=16), metadata, "mnist", "vae") == [
+        "data.validation_size (0 -> 16)"]
+    train(make_config(epochs=2), "mnist", "vae", 0, tmp_path, "cpu", progress=False)  # resumes the old checkpoint
+    assert [row["epoch"] for row in read_metrics(tmp_path)] == ["1", "2"]
+    with pytest.raises(ConfigError, match=r"changed: data\.validation_size \(0 -> 16\)"):
+        train(make_config(epochs=3, validation_size=16), "mnist", "vae", 0, tmp_path, "cpu", progress=False)
 
 
 def test_raising_epochs_continues_a_finished_run_identically(tmp_path):
@@ -318,16 +427,64 @@ TINY = {"seeds": [0], "device": "cpu", "datasets": {"celeba": {"source": "embedd
         "training": {"epochs": 1, "batch_size": 8, "threads": 1}}
 
 
+NUMBER = r"-?[0-9.e+-]+"
+
+
+def epoch_line(epoch: int, epochs: int, terms: list[str]) -> str:
+    """The pattern of the line training writes for ``epoch``: loss terms, held-out ones, speed."""
+    values = ", ".join(f"{term} {NUMBER}" for term in ["loss", *terms])
+    return (f"celeba/fisher seed 0 epoch {epoch}/{epochs}: {values}; held-out {values}; "
+            f"{NUMBER} s, [0-9]+ images/s, step: eager")
+
+
 def test_cli_train_writes_the_run(tmp_path):
-    config = _write_config(tmp_path, TINY)
+    """Under Snakemake (--no-progress, stderr to the job's log): a line saying what the run
+    does, then one line per epoch, as in train.log."""
+    raw = copy.deepcopy(TINY)
+    raw["training"]["epochs"], raw["datasets"]["celeba"]["validation_size"] = 2, 2
+    config = _write_config(tmp_path, raw)
     out = tmp_path / "runs" / "celeba" / "fisher" / "seed0"
     result = _cli("train", "--config", str(config), "--dataset", "celeba", "--model", "fisher", "--seed", "0",
                   "--outdir", str(out), "--no-progress")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(out / "model.pt")
-    assert result.stderr == f"fisherae train: config {config}\n"  # the one line that names the settings
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"fisherae train: config {config}"  # the line that names the settings
+    assert lines[1] == "celeba/fisher seed 0: training epochs 1-2 from scratch; 6 training images, 2 held out for " \
+                       "the validation loss"
+    assert len(lines) == 4 and all(re.fullmatch(epoch_line(e, 2, TERMS["fisher_ae"]), lines[e + 1]) for e in (1, 2)), lines
+    assert (out / "train.log").read_text().splitlines() == lines[2:]
     assert load_model(out / "model.pt").spec.prior == "polynomial"
-    assert [row["epoch"] for row in read_metrics(out)] == ["1"] and (out / "checkpoint.pt").is_file()
+    assert [row["epoch"] for row in read_metrics(out)] == ["1", "2"] and (out / "checkpoint.pt").is_file()
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=lambda stop: stop.name)
+def test_cli_train_stopped_by_a_signal_says_so_in_one_line_and_resumes(tmp_path, stop):
+    """Ctrl-C (SIGINT) or SIGTERM (SLURM, Snakemake): exit 128 + signal, one line naming the epoch
+    the intact checkpoint holds, no traceback; the same command then resumes from it."""
+    raw = copy.deepcopy(TINY)
+    raw["training"]["epochs"] = 500
+    config, out = _write_config(tmp_path, raw), tmp_path / "run"
+    command = [sys.executable, "-m", "fisherae", "train", "--config", str(config), "--dataset", "celeba", "--model",
+               "fisher", "--seed", "0", "--outdir", str(out), "--no-progress"]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (out / "train.log").is_file() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(stop)
+    _, stderr = process.communicate(timeout=60)
+    saved = torch.load(out / "checkpoint.pt", weights_only=True)["epoch"]
+    assert process.returncode == 128 + stop and "Traceback" not in stderr
+    assert stderr.splitlines()[-1] == (
+        f"fisherae train: interrupted by {stop.name}: celeba/fisher seed 0: {out / 'checkpoint.pt'} holds epoch "
+        f"{saved} of 500; rerun the same command to resume from epoch {saved + 1}")
+    assert 1 <= saved < 500 and len(stderr.splitlines()) == 2 + saved + 1 and not (out / "model.pt").exists()
+    assert [row["epoch"] for row in read_metrics(out)] == [str(e) for e in range(1, saved + 1)]
+    raw["training"]["epochs"] = saved + 1  # the same command, one epoch to go (epochs do not change the run)
+    result = _cli(*command[3:5], str(_write_config(tmp_path, raw)), *command[6:])
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines()[1] == (f"celeba/fisher seed 0: resuming from epoch {saved + 1} of {saved + 1} "
+                                             f"({out / 'checkpoint.pt'} holds epoch {saved}); 8 training images")
 
 
 @pytest.mark.parametrize("problem, expected", [

@@ -2,16 +2,19 @@
 
 Each command is registered with ``@command(name, help)`` (``fisherae.commands.registry``) on a
 function that adds its arguments to a parser and returns the function that runs it. Any
-``fisherae.errors.FisherAEError`` becomes one line on stderr and exit code 2."""
+``fisherae.errors.FisherAEError`` becomes one line on stderr and exit code 2; Ctrl-C or SIGTERM
+one line and exit code 128 + the signal's number."""
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 import fisherae.commands  # noqa: F401  (importing the command modules registers their commands)
 from fisherae.commands.registry import COMMANDS
 from fisherae.errors import FisherAEError
+from fisherae.interrupts import sigterm_interrupts
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,10 +29,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.run(args)
+        with sigterm_interrupts():
+            args.run(args)
     except (FisherAEError, FileNotFoundError) as err:
         print(f"fisherae {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM: one line, no traceback
+        signum = getattr(err, "signum", signal.SIGINT)
+        detail = f": {err}" if str(err) else ""
+        print(f"fisherae {args.command}: interrupted by {signal.Signals(signum).name}{detail}", file=sys.stderr)
+        return 128 + signum
     return 0
 
 

@@ -34,7 +34,7 @@ _TEST_SPLIT = ("datasets.{dataset}.source", "datasets.{dataset}.n_test")
 # What the weights `train` writes depend on: the training fingerprint (a checkpoint resumes only
 # under these values) and what every command that reads a model file checks it against.
 # training.epochs is not part of it: a checkpoint at epoch e resumes under any epochs >= e.
-TRAINED = (*_DATA, "datasets.{dataset}.latent_dim", "datasets.{dataset}.width", "datasets.{dataset}.wae_lambda",
+TRAINED = (*_DATA, "datasets.{dataset}.validation_size", "datasets.{dataset}.latent_dim", "datasets.{dataset}.width", "datasets.{dataset}.wae_lambda",
            "models.{model}.method", "models.{model}.prior", "models.{model}.fisher_variant",
            "training.batch_size", "training.lr", "training.betas", "training.n_samples", "training.decoder_var",
            "training.poly_order", "training.poly_normalisable", "training.wae_gan")
@@ -63,7 +63,7 @@ READS = {
     "diagnose": Reads((*_DATA, "evaluation.noise_sweep.batch_size"), _MODEL_FILE),
     "train-classifier": Reads((*_DATA, "training.batch_size", "evaluation.fid.classifier_epochs")),
     "fid": Reads((*_TEST_SPLIT, "evaluation.fid.features", "evaluation.fid.batch_size"), _MODEL_FILE),
-    "figure": Reads(("models.*.label",)),
+    "figure": Reads(("models.*.label", "training.epochs", "datasets.*.source", "datasets.*.width")),
     "table1": Reads(("models.*.label", *_ROLES, "datasets.celeba.source", "datasets.celeba.n_train",
                      "datasets.celeba.n_test", "datasets.celeba.latent_dim", "datasets.celeba.width",
                      "training.epochs", "training.batch_size", "training.lr", "training.betas",

