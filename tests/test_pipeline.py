@@ -156,7 +156,6 @@ def _commands_taking_a_device() -> dict[str, bool]:
 
     from fisherae import cli
 
-    cli._load_commands()
     commands = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
     return {name: re.search(r"\b(job_device|acquire_device)\(", inspect.getsource(parser.get_default("run")))
             is not None for name, parser in commands.items()}
@@ -234,7 +233,10 @@ def test_every_rule_only_calls_the_cli():
     rules = 0
     for smk in (REPO / "workflow/rules").glob("*.smk"):
         for block in re.findall(r"\n    shell:\n((?:        .*\n)+)", smk.read_text()):
-            command = "".join(re.findall(r'"(.*)"', block))
+            call = re.match(r'\s*fisherae\("([\w-]+)"\) \+ ', block)  # common.smk: python -m fisherae CMD --config CFG
+            assert call, block
+            command = f"python -m fisherae {call.group(1)} --config CFG" + "".join(
+                re.findall(r'"(.*)"', block[call.end():]))
             assert command.startswith("python -m fisherae ") and command.endswith(" > {log} 2>&1"), command
             assert not re.search(r"[;&|`$]|\bif\b", command.removesuffix(" 2>&1")), command
             rules += 1

@@ -23,7 +23,7 @@ rule diagnostics:
     conda:
         ENV
     shell:
-        "python -m fisherae diagnose --config {CONFIG} --dataset {wildcards.dataset}"
+        fisherae("diagnose") + " --dataset {wildcards.dataset}"
         " --checkpoint {input.model} --model {wildcards.model} --seed {wildcards.seed}"
         " --out {output} > {log} 2>&1"
 
@@ -53,6 +53,6 @@ rule claims:
     conda:
         ENV
     shell:
-        "python -m fisherae claims --config {CONFIG} --figure1 {input.figure1} --figure3 {input.figure3}"
+        fisherae("claims") + " --figure1 {input.figure1} --figure3 {input.figure3}"
         " --table1 {input.table1} {params.classifier} --diagnostics {input.diagnostics}"
         " --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"

@@ -2,6 +2,7 @@
 # every `python -m fisherae` call of this DAG reads, and each rule's rerun triggers.
 import os
 import re
+import shlex
 
 from fisherae.config import freeze_config
 from fisherae.config_keys import rerun_settings
@@ -18,10 +19,19 @@ USES_CLASSIFIER = config["evaluation"]["fid"]["features"] in ("classifier", "bot
 ENV = "../envs/fisherae.yaml"
 # The config as Snakemake sees it (all --configfile/--config merged, defaults filled), written
 # once to <results>/configs/<hash>.yaml and never rewritten: the jobs of this DAG read that file
-# (the rules' shell commands name it as {CONFIG}, which is no rerun trigger), so that another
+# (the rules' shell commands name it, through fisherae() below, and no rerun trigger does), so that another
 # invocation with another config, even a dry run, changes nothing they read. Each job's log
 # begins with the path of the config it read.
 CONFIG = str(freeze_config(config, RESULTS))
+
+
+def fisherae(command):
+    """The start of a rule's shell command: ``python -m fisherae COMMAND --config <this DAG's config>``.
+    The path is written into the command rather than passed as a param: it is named by the config's
+    content, so as a param it would rerun every job whenever any key changed (the rerun triggers
+    are each rule's ``settings``, the keys its command reads)."""
+    path = shlex.quote(CONFIG).replace("{", "{{").replace("}", "}}")  # literal in Snakemake's format string
+    return f"python -m fisherae {command} --config {path}"
 
 
 def one_of(names):

@@ -17,5 +17,5 @@ rule data:
     conda:
         ENV
     shell:
-        "python -m fisherae data --config {CONFIG} --dataset {wildcards.dataset}"
+        fisherae("data") + " --dataset {wildcards.dataset}"
         " --out {output} > {log} 2>&1"

@@ -24,7 +24,7 @@ rule train_classifier:
     conda:
         ENV
     shell:
-        "python -m fisherae train-classifier --config {CONFIG} --dataset {wildcards.dataset}"
+        fisherae("train-classifier") + " --dataset {wildcards.dataset}"
         " --out {output.model} --out-metrics {output.metrics} > {log} 2>&1"
 
 
@@ -50,6 +50,6 @@ rule fid:
     conda:
         ENV
     shell:
-        "python -m fisherae fid --config {CONFIG} --dataset {wildcards.dataset}"
+        fisherae("fid") + " --dataset {wildcards.dataset}"
         " --checkpoint {input.model} --samples {input.samples} --model {wildcards.model}"
         " --seed {wildcards.seed} {params.classifier} --out {output} > {log} 2>&1"

@@ -25,5 +25,5 @@ rule figure:
     conda:
         ENV
     shell:
-        "python -m fisherae figure --config {CONFIG} --name {params.name}"
+        fisherae("figure") + " --name {params.name}"
         " --inputs {input} --out {output.png} --out-csv {output.csv} > {log} 2>&1"

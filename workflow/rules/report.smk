@@ -21,5 +21,5 @@ rule table1:
     conda:
         ENV
     shell:
-        "python -m fisherae table1 --config {CONFIG} --inputs {input}"
+        fisherae("table1") + " --inputs {input}"
         " --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"

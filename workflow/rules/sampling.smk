@@ -24,7 +24,7 @@ rule sample:
     conda:
         ENV
     shell:
-        "python -m fisherae sample --config {CONFIG} --checkpoint {input.model}"
+        fisherae("sample") + " --checkpoint {input.model}"
         " --seed {wildcards.seed} --out {output.samples} {params.report} > {log} 2>&1"
 
 

@@ -41,7 +41,7 @@ def run_train_classifier(args) -> None:
     from fisherae.classifier import save_classifier, train_classifier
     from fisherae.commands.common import read_config
     from fisherae.data import load_split
-    from fisherae.devices import job_device
+    from fisherae.devices import job_device, use_configured_threads
 
     config = read_config(args, dataset=args.dataset)
     if args.dataset != "mnist":
@@ -73,8 +73,8 @@ def setup_fid(parser):
 
 
 def run_fid(args) -> None:
-
     from fisherae.devices import job_device
+    from fisherae.sampling import read_samples
 
     config, model = load_config_and_model(args)
     z, sampler = read_samples(args.samples, model.spec.latent)
