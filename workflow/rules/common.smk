@@ -5,6 +5,7 @@ import re
 
 from fisherae.config import freeze_config
 from fisherae.config_keys import rerun_settings
+from fisherae.paper import FIGURE_BY_NAME, FIGURE_BY_STEM, FIGURES, TABLE1
 
 RESULTS = config["results"].rstrip("/")
 DATASETS = list(config["datasets"])
@@ -63,22 +64,14 @@ def bench_path(stage, pattern="{dataset}/{model}/seed{seed}"):
     return res(f"benchmarks/{stage}/{pattern}.tsv")
 
 
-# The paper's figures: file stem under figures/ -> (`figure --name`, data set, its inputs under
-# the results root, whether all seeds are plotted or only the first one's panel).
-FIGURES = {
-    "figure1_mnist_bce": ("figure1", "mnist", "sweeps/{dataset}/{model}/seed{seed}.csv", True),
-    "figure2_mnist_grids": ("figure2", "mnist", "grids/{dataset}/{model}/seed{seed}.png", False),
-    "figure3_mnist_nmi": ("figure3", "mnist", "latent/{dataset}/{model}/seed{seed}.csv", True),
-    "figure4_mnist_tsne": ("figure4", "mnist", "latent/{dataset}/{model}/seed{seed}.npz", False),
-    "figure5_celeba_mse": ("figure5", "celeba", "sweeps/{dataset}/{model}/seed{seed}.csv", True),
-    "figure6_celeba_grids": ("figure6", "celeba", "grids/{dataset}/{model}/seed{seed}.png", False),
-}
-MY_FIGURES = [stem for stem, (_, dataset, _, _) in FIGURES.items() if dataset in DATASETS]
+# The paper's figures this config makes (fisherae.paper.FIGURES: stem, `figure --name`, data set,
+# inputs, whether all seeds are plotted): those of its data sets.
+MY_FIGURES = [figure.stem for figure in FIGURES if figure.dataset in DATASETS]
 
 
 def figure_inputs(w):
-    _, dataset, template, all_seeds = FIGURES[w.stem]
-    return runs(template, datasets=[dataset], seeds=SEEDS if all_seeds else [FIRST_SEED])
+    figure = FIGURE_BY_STEM[w.stem]
+    return runs(figure.inputs, datasets=[figure.dataset], seeds=SEEDS if figure.all_seeds else [FIRST_SEED])
 
 
 def classifier_input(w):
@@ -108,7 +101,7 @@ def final_targets():
         + expand(res("classifier/{dataset}.{ext}"), dataset=mnist if USES_CLASSIFIER else [], ext=["pt", "json"])
         + runs("fid/{dataset}/{model}/seed{seed}.csv")
         + expand(res("figures/{stem}.{ext}"), stem=MY_FIGURES, ext=["png", "csv"])
-        + [res("tables/table1_fid.csv"), res("tables/table1_fid.md")]
+        + expand(res("tables/{stem}.{ext}"), stem=TABLE1.stem, ext=["csv", "md"])
         + runs("diagnostics/{dataset}/{model}/seed{seed}.csv", datasets=mnist)
         + expand(res("tables/claims_mnist.{ext}"), ext=["csv", "md"] if mnist else [])
     )

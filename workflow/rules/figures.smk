@@ -16,7 +16,7 @@ rule figure:
     wildcard_constraints:
         stem=one_of(MY_FIGURES),
     params:
-        name=lambda w: FIGURES[w.stem][0],
+        name=lambda w: FIGURE_BY_STEM[w.stem].name,
         settings=settings("figure"),
     log:
         log_path("figures", "{stem}"),
