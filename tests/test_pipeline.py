@@ -155,7 +155,6 @@ def _commands_taking_a_device() -> dict[str, bool]:
 
     from fisherae import cli
 
-    cli._load_commands()
     commands = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
     return {name: re.search(r"\b(job_device|acquire_device)\(", inspect.getsource(parser.get_default("run")))
             is not None for name, parser in commands.items()}
