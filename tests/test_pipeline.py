@@ -436,7 +436,7 @@ def test_each_config_key_reruns_exactly_the_rules_that_read_it(smoke_run, tmp_pa
     Snakemake finds changed params (`--summary`: "params changed", "update pending") for exactly the
     jobs whose command declares the key; the jobs downstream of them then rerun for their updated
     inputs. (`--list-params-changes` cannot tell: Snakemake 9.27 lists every output there.)"""
-    work, _, output = smoke_run
+    work, _, output, _ = smoke_run
     commands = _rule_commands()
     jobs = [(j["rule"], j["output"][0], j["wildcards"]) for j in dry_run_jobs(output) if j["rule"] != "all"]
     config = load_config(work / "config/smoke.yaml")
