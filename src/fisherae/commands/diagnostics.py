@@ -6,7 +6,8 @@ import argparse
 
 import pandas as pd
 
-from fisherae.commands.common import add_model_arguments, load_config_and_model, load_test_split, require_mnist, write_csv
+from fisherae.commands.common import (add_model_arguments, load_config_and_model, load_test_split, require_mnist,
+                                      write_csv)
 from fisherae.commands.registry import command
 from fisherae.errors import UserError
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fisherae.commands.common import add_model_arguments, load_config_and_model, load_test_split, require_mnist, write_csv
+from fisherae.commands.common import (add_model_arguments, load_config_and_model, load_test_split, require_mnist,
+                                      write_csv)
 from fisherae.commands.registry import command
 from fisherae.errors import ConfigError, UserError
 
