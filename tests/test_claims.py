@@ -6,9 +6,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from fisherae.claims import (COLLAPSED, Evidence, curve_outcomes, decay, evaluate_claims, model_roles, outcome,
-                             verdict)
+from fisherae.claims import COLLAPSED, Evidence, curve_outcomes, decay, evaluate_claims, outcome, verdict
 from fisherae.cli import main
+from fisherae.errors import UserError
+from fisherae.paper import model_roles
 
 MODELS = {"fae": {"method": "fisher_ae", "prior": "polynomial", "label": "Fisher AE (Exp. prior)"},
           "fae_g": {"method": "fisher_ae", "prior": "gaussian", "label": "Fisher AE (Gaussian prior)"},
@@ -198,3 +199,40 @@ def test_publish_copies_the_config_the_claims_job_read(tmp_path):
     assert main(["publish", "--results", str(results), "--out", str(out)]) == 0
     assert (out / "config.yaml").read_text() == "seeds: [0]\n"
     assert list(pd.read_csv(out / "MANIFEST.csv")["path"]) == ["config.yaml", "figures/figure1_mnist_bce.png"]
+
+
+# --------------------------------------------------------------------------- library: one run's claims, publishing
+
+def test_claims_of_a_run_in_markdown(tmp_path):
+    from fisherae.claims import CLAIM_COLUMNS, claims_markdown, claims_of_run, classifier_accuracy
+    from fisherae.config import load_config
+
+    write_run(tmp_path, evidence())
+    config = load_config(tmp_path / "config.yaml")
+    claims, summary = claims_of_run(config, *(pd.read_csv(tmp_path / p) for p in (
+        "figures/figure1_mnist_bce.csv", "figures/figure3_mnist_nmi.csv", "tables/table1_fid.csv", "diag.csv")))
+    assert list(claims.columns) == CLAIM_COLUMNS and len(claims) == 11
+    assert list(summary["model"]) == ["ablation", "Fisher AE (Exp. prior)", "Fisher AE (Gaussian prior)", "VAE",
+                                      "WAE-GAN"]  # in config order (yaml.safe_dump sorted the keys)
+    text = claims_markdown(claims, summary, "no domain classifier given", config)
+    assert text.startswith(f"# MNIST: the paper's claims tested on this run\n\nRun: `{tmp_path}`, training seeds [0]; "
+                           "no domain classifier given. Verdicts are computed")
+    assert text.count("\n| --- |") == 2 and "\n## Numbers per model\n" in text
+    assert classifier_accuracy(None) == "no domain classifier given"
+    assert classifier_accuracy(str(tmp_path / "classifier.json")) == \
+        "domain classifier test accuracy 0.9870 (10000 test digits)"
+    with pytest.raises(UserError, match="is not the metrics JSON written by `train-classifier`"):
+        classifier_accuracy(str(tmp_path / "diag.csv"))
+
+
+def test_publish_returns_how_many_files_it_listed(tmp_path):
+    from fisherae.publish import publish
+
+    results = tmp_path / "results"
+    (results / "figures").mkdir(parents=True)
+    (results / "figures/figure2_mnist_grids.png").write_text("png")
+    (results / "figures/figure6_celeba_grids.png").write_text("not published")
+    assert publish(results, tmp_path / "out") == 1
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["MANIFEST.csv", "figures", "timings.csv"]
+    with pytest.raises(UserError, match="holds no MNIST figures"):
+        publish(tmp_path / "out" / "figures", tmp_path / "other")

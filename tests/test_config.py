@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fisherae.commands.common import config_named_in
-from fisherae.config import ConfigError, coerce_config, freeze_config, load_config, schema, validate_config
+from fisherae.config import (ConfigError, coerce_config, config_named_in, freeze_config, load_config, schema,
+                             validate_config)
 from fisherae.config_keys import INERT, READS, TRAINED, ConfigView, UndeclaredConfigKey, rerun_settings
 
 REPO = Path(__file__).resolve().parents[1]

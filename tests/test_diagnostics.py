@@ -166,7 +166,7 @@ def diagnose(root, checkpoint, model, *extra, dataset="mnist"):
                "--seed", "0", *extra)
 
 
-def test_diagnose_command_writes_the_library_row(workspace):
+def test_diagnose_command_writes_the_library_row(workspace):  # noqa: F811 (the fixture imported above)
     out, checkpoint = workspace / "diagnostics" / "vae.csv", workspace / "mnist" / "vae" / "model.pt"
     assert diagnose(workspace, checkpoint, "vae", "--n-probe", "200", "--out", str(out)) == 0
     table = pd.read_csv(out)
@@ -193,7 +193,7 @@ def _nan_checkpoint(path, part) -> str:
     ("nan decoder", "non-finite recon_sq_error, error_ratio, output_sd;"),
     ("celeba", "digit labels"), ("one class", "2 classes"),
 ])
-def test_diagnose_refuses_bad_input(workspace, tmp_path, capsys, case, message):
+def test_diagnose_refuses_bad_input(workspace, tmp_path, capsys, case, message):  # noqa: F811
     vae = str(workspace / "mnist" / "vae" / "model.pt")
     (tmp_path / "corrupt.pt").write_bytes(b"not a checkpoint")
     checkpoint, model, dataset, extra = {
@@ -212,7 +212,7 @@ def test_diagnose_refuses_bad_input(workspace, tmp_path, capsys, case, message):
 
 @pytest.mark.parametrize("option", ["--n-probe", "--batch-size"])
 @pytest.mark.parametrize("value", ["0", "-3", "ten"])
-def test_diagnose_rejects_non_positive_sizes(workspace, tmp_path, capsys, option, value):
+def test_diagnose_rejects_non_positive_sizes(workspace, tmp_path, capsys, option, value):  # noqa: F811
     with pytest.raises(SystemExit) as exit_info:
         diagnose(workspace, workspace / "mnist" / "vae" / "model.pt", "vae", option, value,
                  "--out", str(tmp_path / "out.csv"))

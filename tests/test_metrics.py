@@ -16,7 +16,8 @@ from sklearn.metrics import normalized_mutual_info_score
 from fisherae.checkpoint import CheckpointError, save_model
 from fisherae.cli import main
 from fisherae.classifier import DigitClassifier, load_classifier, save_classifier
-from fisherae.commands.fid import FID_COLUMNS, TABLE1_COLUMNS
+from fisherae.fid import FID_COLUMNS
+from fisherae.table1 import TABLE1_COLUMNS
 from fisherae.metrics import (INCEPTION_FILENAME, ActivationStatistics, FeaturesUnavailable, frechet_distance,
                               inception_features, inception_model, nmi)
 from fisherae.models import AutoEncoder, ModelSpec
@@ -282,7 +283,7 @@ def _paper_celeba_config(**training):
 
 
 def test_table1_marks_only_celeba_inception_at_full_size_as_comparable():
-    from fisherae.commands.fid import table1
+    from fisherae.table1 import table1
     config = _paper_celeba_config()
     rows = [{"dataset": "celeba", "model": m, "seed": seed, "features": "inception-pool3-2048", "draw": str(draw),
              "n_samples": n, "n_real": 19962, "sampler": "svgd", "fid": fid + seed + 0.1 * draw, "fid_sd": np.nan,

@@ -18,7 +18,6 @@ from fisherae import sampling
 from fisherae import svgd as svgd_module
 from fisherae.checkpoint import save_model
 from fisherae.cli import main
-from fisherae.commands.sampling import REPORT_COLUMNS
 from fisherae.errors import NotNormalisableError, SamplesFileError, SVGDDivergedError
 from fisherae.exact_sampler import sample_prior
 from fisherae.metrics import marginal_distances, wasserstein_to_cdf
@@ -26,6 +25,7 @@ from fisherae.models import AutoEncoder, ModelSpec
 from fisherae.prior_analysis import escape_region, marginal_grid
 from fisherae.priors import GaussianPrior, PolynomialPrior
 from fisherae.sampling import LatentSamples, read_samples, sample_latents, write_samples
+from fisherae.sampling_report import REPORT_COLUMNS
 from fisherae.svgd import median_bandwidth, stein_direction, svgd
 
 
@@ -397,3 +397,23 @@ def test_samples_file_reader_refuses_bad_files(tmp_path, arrays, message):
     with pytest.raises(SamplesFileError) as err:
         read_samples(path, 3)
     assert message in str(err.value) and str(path) in str(err.value)
+
+
+# --------------------------------------------------------------------------- the report (fisherae.sampling_report)
+
+def test_sampling_report_of_gaussian_draws_and_the_runaway_warning():
+    from fisherae.sampling_report import runaway_warning, sampling_report
+
+    prior = PolynomialPrior(2, order=4)
+    samples = sample_latents(prior, 1, 40, svgd_steps=5, n_particles=40, grid_points=2001,
+                             generator=torch.Generator().manual_seed(0))
+    drift = sampling.drift_diagnostics(prior, samples)
+    table = sampling_report(prior, samples, {1: "odd top degree 5"}, drift, grid_points=2001)
+    assert list(table.columns) == REPORT_COLUMNS[3:]
+    assert list(table.method) == ["svgd", "svgd", "exact", "exact"] and set(table.n) == {40}
+    assert table.normalisable.tolist() == [True, False, True, False]
+    assert table.ks.isna().tolist() == [False, True, False, True]
+    assert runaway_warning(drift) is None
+    runaway = [{**drift[0], "escaping_end": 0.5, "escape_region": "z > 2", "mean_end": 7.0}, drift[1]]
+    assert runaway_warning(runaway).startswith("SVGD particles ran into the unbounded tail of the prior "
+                                               "(dim 0: 50.0% of particles in z > 2, mean 7)")

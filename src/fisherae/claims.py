@@ -8,11 +8,17 @@ Two means differ when they are more than ``SE_FACTOR`` combined standard errors 
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from fisherae.errors import UserError
+from fisherae.markdown import markdown_table
+from fisherae.paper import model_roles
 
 SE_FACTOR = 2.0
 COMPARABLE = 0.10  # "comparable": within 10 % of each other
@@ -22,35 +28,6 @@ CLAIM_COLUMNS = ["claim", "kind", "figure", "statement", "criterion", "verdict",
 VERDICTS = {"paper": ("reproduced", "not reproduced", "mixed"),
             "ablation": ("supported", "not supported", "mixed")}
 NOT_EVALUATED = "not evaluated"
-
-
-@dataclass(frozen=True)
-class Role:
-    """Which configured model plays a part in the paper's comparisons."""
-
-    name: str
-    method: str
-    prior: str | None = None
-    variant: str = "exact"
-
-    def matches(self, spec: dict) -> bool:
-        return (spec["method"] == self.method and (self.prior is None or spec.get("prior") == self.prior)
-                and spec.get("fisher_variant", "exact") == self.variant)
-
-
-ROLES = (Role("fisher_exp", "fisher_ae", "polynomial"), Role("fisher_gauss", "fisher_ae", "gaussian"),
-         Role("vae", "vae"), Role("wae_gan", "wae_gan"),
-         Role("ablation", "fisher_ae", "polynomial", "reparam_total_derivative"))
-
-
-def model_roles(models: dict) -> dict[str, str]:
-    """Role name -> the first configured model (in config order) that plays it."""
-    roles = {}
-    for role in ROLES:
-        found = [name for name, spec in models.items() if role.matches(spec)]
-        if found:
-            roles[role.name] = found[0]
-    return roles
 
 
 # --------------------------------------------------------------------------- comparisons
@@ -340,3 +317,50 @@ def _cell(curves: pd.DataFrame, model: str, sigma2: float, digits: int, spread: 
     mean, sd = row["mean"].iloc[0], row["sd"].iloc[0]
     return f"{mean:.{digits}f} ± {sd:.{digits}f}" if spread else f"{mean:.{digits}f}"
 
+
+# --------------------------------------------------------------------------- one run's claims, in Markdown
+
+def claims_of_run(config: dict, figure1: pd.DataFrame, figure3: pd.DataFrame, table1: pd.DataFrame,
+                  diagnostics: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(claims, numbers per model) of the run that ``config`` made, from the tidy CSVs of its
+    Figures 1 and 3, its Table 1 and its `diagnose` rows."""
+    labels = {name: spec.get("label", name) for name, spec in config["models"].items()}
+    grid_sigma2 = config["evaluation"]["grids"]["noise_sigma2"].get("mnist", 0.2)
+    try:
+        evidence = load_evidence(figure1, figure3, table1, diagnostics, labels, grid_sigma2)
+        claims = evaluate_claims(evidence, model_roles(config["models"]))
+        models = [m for m in config["models"] if m in set(evidence.bce["model"])]
+        summary = model_summary(evidence, per_model(diagnostics, "probe_accuracy"), models)
+    except KeyError as err:
+        raise UserError(f"claims: a model or noise level is missing from the inputs ({err}); give the figures and "
+                        "tables of one run made from --config") from err
+    return claims, summary
+
+
+def classifier_accuracy(path: str | None) -> str:
+    """The domain classifier's test accuracy, quoted from the metrics JSON of `train-classifier`."""
+    if path is None:
+        return "no domain classifier given"
+    try:
+        metrics = json.loads(Path(path).read_text())
+        return f"domain classifier test accuracy {metrics['test_accuracy']:.4f} ({metrics['n_test']} test digits)"
+    except (OSError, ValueError, KeyError) as err:
+        raise UserError(f"{path} is not the metrics JSON written by `train-classifier` ({err})") from err
+
+
+def claims_markdown(claims: pd.DataFrame, summary: pd.DataFrame, classifier: str, config: dict) -> str:
+    """tables/claims_mnist.md: the claims with their verdicts, then the numbers per model."""
+    shown = claims.rename(columns={"statement": "claim tested", "evidence": "our numbers"})
+    return "\n".join([
+        "# MNIST: the paper's claims tested on this run", "",
+        f"Run: `{config['results']}`, training seeds {config['seeds']}; {classifier}. Verdicts are computed "
+        f"(`python -m fisherae claims`): two means tie when they are within {SE_FACTOR:g} combined standard "
+        "errors (sd/√n over test batches, t-SNE/k-means seeds or FID draws).", "",
+        markdown_table(shown[["claim", "figure", "claim tested", "criterion", "verdict", "our numbers"]]), "",
+        "## Numbers per model", "",
+        markdown_table(summary), "",
+        "BCE: per-image binary cross-entropy of f(μ(x + noise)) against the clean x (sum over 784 pixels); "
+        "nBCE = BCE(σ²)/BCE(0). NMI: mean ± sd over t-SNE/k-means seeds. Domain FID: Fréchet distance of "
+        "prior samples' decodings to the test digits in the classifier's penultimate layer (mean ± sd over "
+        "draws). Error / mean-image error: the σ² = 0 squared error of f(μ(x)) over that of the mean training "
+        "image (≈ 1: the encoder carries no information). Latent probe: logistic regression on μ(x).", ""])

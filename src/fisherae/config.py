@@ -171,6 +171,19 @@ def freeze_config(config: dict, results: str | Path) -> Path:
     return path
 
 
+def config_line(command: str, path: str | Path) -> str:
+    """The line each command first writes to stderr (under Snakemake, its log's first line): the
+    config it read."""
+    return f"fisherae {command}: config {path}"
+
+
+def config_named_in(log: Path) -> str | None:
+    """The config path a job's log names on its first line (``config_line``), if any."""
+    first = log.read_text(errors="replace").partition("\n")[0] if log.is_file() else ""
+    found = re.fullmatch(r"fisherae [\w-]+: config (.+)", first)
+    return found and found.group(1)
+
+
 def _from_command_line(path: list, command_line: Mapping) -> bool:
     """Whether the value at ``path`` was given (or overridden) by ``--config``."""
     node = command_line

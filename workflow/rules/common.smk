@@ -2,10 +2,10 @@
 # every `python -m fisherae` call of this DAG reads, and each rule's rerun triggers.
 import os
 import re
-import shlex
 
 from fisherae.config import freeze_config
 from fisherae.config_keys import rerun_settings
+from fisherae.paper import FIGURE_BY_NAME, FIGURE_BY_STEM, FIGURES, TABLE1
 
 RESULTS = config["results"].rstrip("/")
 DATASETS = list(config["datasets"])
@@ -19,19 +19,11 @@ USES_CLASSIFIER = config["evaluation"]["fid"]["features"] in ("classifier", "bot
 ENV = "../envs/fisherae.yaml"
 # The config as Snakemake sees it (all --configfile/--config merged, defaults filled), written
 # once to <results>/configs/<hash>.yaml and never rewritten: the jobs of this DAG read that file
-# (the rules' shell commands name it, through fisherae() below, and no rerun trigger does), so that another
+# (the rules' shell commands name it as {CONFIG}, which is no rerun trigger), so that another
 # invocation with another config, even a dry run, changes nothing they read. Each job's log
 # begins with the path of the config it read.
 CONFIG = str(freeze_config(config, RESULTS))
 
-
-def fisherae(command):
-    """The start of a rule's shell command: ``python -m fisherae COMMAND --config <this DAG's config>``.
-    The path is written into the command rather than passed as a param: it is named by the config's
-    content, so as a param it would rerun every job whenever any key changed (the rerun triggers
-    are each rule's ``settings``, the keys its command reads)."""
-    path = shlex.quote(CONFIG).replace("{", "{{").replace("}", "}}")  # literal in Snakemake's format string
-    return f"python -m fisherae {command} --config {path}"
 
 
 def one_of(names):
@@ -73,22 +65,14 @@ def bench_path(stage, pattern="{dataset}/{model}/seed{seed}"):
     return res(f"benchmarks/{stage}/{pattern}.tsv")
 
 
-# The paper's figures: file stem under figures/ -> (`figure --name`, data set, its inputs under
-# the results root, whether all seeds are plotted or only the first one's panel).
-FIGURES = {
-    "figure1_mnist_bce": ("figure1", "mnist", "sweeps/{dataset}/{model}/seed{seed}.csv", True),
-    "figure2_mnist_grids": ("figure2", "mnist", "grids/{dataset}/{model}/seed{seed}.png", False),
-    "figure3_mnist_nmi": ("figure3", "mnist", "latent/{dataset}/{model}/seed{seed}.csv", True),
-    "figure4_mnist_tsne": ("figure4", "mnist", "latent/{dataset}/{model}/seed{seed}.npz", False),
-    "figure5_celeba_mse": ("figure5", "celeba", "sweeps/{dataset}/{model}/seed{seed}.csv", True),
-    "figure6_celeba_grids": ("figure6", "celeba", "grids/{dataset}/{model}/seed{seed}.png", False),
-}
-MY_FIGURES = [stem for stem, (_, dataset, _, _) in FIGURES.items() if dataset in DATASETS]
+# The paper's figures this config makes (fisherae.paper.FIGURES: stem, `figure --name`, data set,
+# inputs, whether all seeds are plotted): those of its data sets.
+MY_FIGURES = [figure.stem for figure in FIGURES if figure.dataset in DATASETS]
 
 
 def figure_inputs(w):
-    _, dataset, template, all_seeds = FIGURES[w.stem]
-    return runs(template, datasets=[dataset], seeds=SEEDS if all_seeds else [FIRST_SEED])
+    figure = FIGURE_BY_STEM[w.stem]
+    return runs(figure.inputs, datasets=[figure.dataset], seeds=SEEDS if figure.all_seeds else [FIRST_SEED])
 
 
 def classifier_input(w):
@@ -118,7 +102,7 @@ def final_targets():
         + expand(res("classifier/{dataset}.{ext}"), dataset=mnist if USES_CLASSIFIER else [], ext=["pt", "json"])
         + runs("fid/{dataset}/{model}/seed{seed}.csv")
         + expand(res("figures/{stem}.{ext}"), stem=MY_FIGURES, ext=["png", "csv"])
-        + [res("tables/table1_fid.csv"), res("tables/table1_fid.md")]
+        + expand(res("tables/{stem}.{ext}"), stem=TABLE1.stem, ext=["csv", "md"])
         + runs("diagnostics/{dataset}/{model}/seed{seed}.csv", datasets=mnist)
         + expand(res("tables/claims_mnist.{ext}"), ext=["csv", "md"] if mnist else [])
     )

@@ -17,5 +17,5 @@ rule data:
     conda:
         ENV
     shell:
-        fisherae("data") + " --dataset {wildcards.dataset}"
+        "python -m fisherae data --config {CONFIG} --dataset {wildcards.dataset}"
         " --out {output} > {log} 2>&1"

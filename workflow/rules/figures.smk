@@ -16,7 +16,7 @@ rule figure:
     wildcard_constraints:
         stem=one_of(MY_FIGURES),
     params:
-        name=lambda w: FIGURES[w.stem][0],
+        name=lambda w: FIGURE_BY_STEM[w.stem].name,
         settings=settings("figure"),
     log:
         log_path("figures", "{stem}"),
@@ -25,5 +25,5 @@ rule figure:
     conda:
         ENV
     shell:
-        fisherae("figure") + " --name {params.name}"
+        "python -m fisherae figure --config {CONFIG} --name {params.name}"
         " --inputs {input} --out {output.png} --out-csv {output.csv} > {log} 2>&1"

@@ -24,6 +24,6 @@ rule latent:
     conda:
         ENV
     shell:
-        fisherae("latent") + " --dataset {wildcards.dataset}"
+        "python -m fisherae latent --config {CONFIG} --dataset {wildcards.dataset}"
         " --checkpoint {input.model} --model {wildcards.model} --seed {wildcards.seed}"
         " --out-embedding {output.embedding} --out-nmi {output.nmi} > {log} 2>&1"

@@ -24,7 +24,7 @@ rule sample:
     conda:
         ENV
     shell:
-        fisherae("sample") + " --checkpoint {input.model}"
+        "python -m fisherae sample --config {CONFIG} --checkpoint {input.model}"
         " --seed {wildcards.seed} --out {output.samples} {params.report} > {log} 2>&1"
 
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import re
 import sys
-from pathlib import Path
 
 import pandas as pd
 
-from fisherae.config import load_config
+from fisherae.config import config_line, load_config
 from fisherae.config_keys import ConfigView
 from fisherae.errors import UserError
 
@@ -17,15 +15,8 @@ def read_config(args, **wildcards: str) -> ConfigView:
     """The config of --config as ``args.command`` may read it (the keys fisherae.config_keys.READS
     declares for it, with ``wildcards`` such as dataset= and model= filled in). Its path goes to
     stderr first: under Snakemake, the first line of each job's log names the config it read."""
-    print(f"fisherae {args.command}: config {args.config}", file=sys.stderr)
+    print(config_line(args.command, args.config), file=sys.stderr)
     return ConfigView(load_config(args.config), args.command, **wildcards)
-
-
-def config_named_in(log: Path) -> str | None:
-    """The config path a job's log names on its first line (written by ``read_config``), if any."""
-    first = log.read_text(errors="replace").partition("\n")[0] if log.is_file() else ""
-    found = re.fullmatch(r"fisherae [\w-]+: config (.+)", first)
-    return found and found.group(1)
 
 
 def add_model_arguments(parser, seed_required: bool = True) -> None:
@@ -88,14 +79,6 @@ def load_test_split(config: dict, dataset: str):
     from fisherae.data import load_split
 
     return load_split(dataset, config["datasets"][dataset], "test")
-
-
-def markdown_table(table: pd.DataFrame) -> str:
-    """``table`` as a GitHub-flavoured Markdown table (cells' '|' escaped)."""
-    def cells(values) -> str:
-        return "| " + " | ".join(str(v).replace("|", "\\|") for v in values) + " |"
-    return "\n".join([cells(table.columns), cells(["---"] * len(table.columns))]
-                     + [cells(row) for row in table.itertuples(index=False)])
 
 
 def write_csv(table: pd.DataFrame, path: str) -> None:

@@ -8,16 +8,9 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
-import pandas as pd
-
 from fisherae.commands.common import read_config, refuse_other_training, write_csv
 from fisherae.commands.registry import command
 from fisherae.errors import UserError
-
-REPORT_COLUMNS = ["dataset", "model", "seed", "dim", "method", "normalisable", "problem", "n", "seconds",
-                  "ks", "ks_pvalue", "w1", "mean", "sd", "escape_region", "escaping_start", "escaping_half",
-                  "escaping_end", "mean_shift_second_half_sd", "note"]
 
 
 @command("sample", "latent samples of the prior (SVGD for the polynomial prior, as in the paper); "
@@ -31,9 +24,6 @@ def setup_sample(parser):
     return run_sample
 
 
-RUNAWAY_FRACTION = 0.01  # more particles than this past the escape point: the samples are drift
-
-
 def run_sample(args) -> None:
     import torch
 
@@ -42,6 +32,7 @@ def run_sample(args) -> None:
     from fisherae.errors import SVGDDivergedError
     from fisherae.prior_analysis import not_normalisable_message, unnormalisable_dims
     from fisherae.sampling import drift_diagnostics, sample_latents, write_samples
+    from fisherae.sampling_report import REPORT_COLUMNS, runaway_warning, sampling_report
 
     payload = load_model_payload(args.checkpoint)
     model, meta = model_from_payload(payload, args.checkpoint), payload.get("metadata", {})
@@ -69,67 +60,12 @@ def run_sample(args) -> None:
     write_samples(args.out, samples, normalisable=not problems)
     print(f"fisherae sample: {samples.method}, z {tuple(samples.z.shape)}, {samples.seconds:.1f} s -> {args.out}")
     drift = drift_diagnostics(prior, samples) if samples.method == "svgd" else []
-    if problems:
-        _warn_runaways(drift)
+    warning = runaway_warning(drift) if problems else None
+    if warning:
+        print(f"fisherae sample: warning: {warning}", file=sys.stderr)
     if args.report:
         table = sampling_report(prior, samples, problems, drift, grid_points=sampling["grid_points"])
         table.insert(0, "seed", args.seed)
         table.insert(0, "model", meta.get("model", model.spec.method))
         table.insert(0, "dataset", model.spec.dataset)
         write_csv(table[REPORT_COLUMNS], args.report)
-
-
-def _warn_runaways(drift: list[dict]) -> None:
-    """Say loudly which dimensions' SVGD particles (``drift_diagnostics`` rows) ended in a tail where the
-    prior rises without bound."""
-    runaways = [r for r in drift if r["escaping_end"] > RUNAWAY_FRACTION]
-    if runaways:
-        where = "; ".join(f"dim {r['dim']}: {r['escaping_end']:.1%} of particles in {r['escape_region']}, "
-                          f"mean {r['mean_end']:.3g}" for r in runaways)
-        print(f"fisherae sample: warning: SVGD particles ran into the unbounded tail of the prior ({where}). "
-              "They are not samples of any distribution: decodings and FIDs of them measure the drift. "
-              "Retrain with training.poly_normalisable: true for a prior that can be sampled.", file=sys.stderr)
-
-
-def sampling_report(prior, samples, problems: dict[int, str], drift: list[dict],
-                    grid_points: int = 20001) -> pd.DataFrame:
-    """Per dimension and method: KS / W1 against the exact marginal where that factor is
-    normalisable (``problems``: dim -> why not; a stated NaN with a note there), time, and the SVGD
-    ``drift`` diagnostics (``drift_diagnostics`` rows; empty for exact samples)."""
-    from fisherae.metrics import marginal_distances
-    from fisherae.prior_analysis import marginal_grid
-
-    problem = {j: problems.get(j, "") for j in range(prior.dim)}
-    good = [j for j, why in problem.items() if not why]
-    grid = marginal_grid(prior, grid_points, dims=good) if good else None
-    runs = [(samples.method, samples.z, samples.seconds)]
-    if samples.z_exact is not None:
-        runs.append(("exact", samples.z_exact, samples.seconds_exact))
-    drift = {row["dim"]: row for row in drift}
-    rows = []
-    for method, z, seconds in runs:
-        flat = z.reshape(-1, z.shape[-1]).double().numpy()
-        dist = marginal_distances(flat, grid) if grid is not None else {"dim": []}
-        by_dim = {d: i for i, d in enumerate(dist["dim"])}
-        for j in range(flat.shape[1]):
-            i = by_dim.get(j)
-            row = {"dim": j, "method": method, "normalisable": not problem[j], "problem": problem[j] or "none",
-                   "n": flat.shape[0], "seconds": seconds, "mean": flat[:, j].mean(), "sd": flat[:, j].std(),
-                   "ks": dist["ks"][i] if i is not None else np.nan,
-                   "ks_pvalue": dist["ks_pvalue"][i] if i is not None else np.nan,
-                   "w1": dist["w1"][i] if i is not None else np.nan,
-                   "note": _note(method, problem[j])}
-            if method == "svgd":
-                row |= {k: drift[j][k] for k in ("escape_region", "escaping_start", "escaping_half", "escaping_end",
-                                                 "mean_shift_second_half_sd")}
-            rows.append(row)
-    return pd.DataFrame(rows).reindex(columns=[c for c in REPORT_COLUMNS if c not in ("dataset", "model", "seed")])
-
-
-def _note(method: str, problem: str) -> str:
-    if problem:
-        return (f"prior factor not normalisable ({problem}): no exact marginal, so no KS/W1 and no exact "
-                "sampler; judge SVGD by the escaping_* drift diagnostics")
-    if method == "svgd":
-        return "KS/W1 of the SVGD particles against the numerically integrated exact marginal"
-    return "KS/W1 of the exact sampler against the same marginal (the sampling-noise floor)"

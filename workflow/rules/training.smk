@@ -24,6 +24,6 @@ rule train:
     conda:
         ENV
     shell:
-        fisherae("train") + " --dataset {wildcards.dataset}"
+        "python -m fisherae train --config {CONFIG} --dataset {wildcards.dataset}"
         " --model {wildcards.model} --seed {wildcards.seed} --outdir {params.outdir}"
         " --no-progress > {log} 2>&1"

@@ -21,7 +21,7 @@ rule noise_sweep:
     conda:
         ENV
     shell:
-        fisherae("noise-sweep") + " --dataset {wildcards.dataset}"
+        "python -m fisherae noise-sweep --config {CONFIG} --dataset {wildcards.dataset}"
         " --checkpoint {input.model} --model {wildcards.model} --seed {wildcards.seed}"
         " --out {output} > {log} 2>&1"
 
@@ -46,6 +46,6 @@ rule grids:
     conda:
         ENV
     shell:
-        fisherae("grids") + " --dataset {wildcards.dataset}"
+        "python -m fisherae grids --config {CONFIG} --dataset {wildcards.dataset}"
         " --checkpoint {input.model} --samples {input.samples} --model {wildcards.model}"
         " --seed {wildcards.seed} --out {output} > {log} 2>&1"

@@ -1,0 +1,99 @@
+"""The paper's objects, listed once (Elkhalil et al., *Fisher Auto-Encoders*, AISTATS 2021):
+Figures 1-6, Table 1 with the numbers and the setting it reports, and the parts that configured
+models play in its comparisons. Read by the Snakefile (workflow/rules/common.smk), the commands
+and the tests; a leaf module (it imports nothing of fisherae)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One of the paper's figures as this pipeline makes it."""
+
+    stem: str  # its files under <results>/figures/: <stem>.png and <stem>.csv
+    name: str  # `python -m fisherae figure --name`
+    dataset: str
+    inputs: str  # the per-run files it summarises, under the results root
+    all_seeds: bool  # every training seed plotted, or only the first seed's panel
+
+
+FIGURES = (
+    Figure("figure1_mnist_bce", "figure1", "mnist", "sweeps/{dataset}/{model}/seed{seed}.csv", True),
+    Figure("figure2_mnist_grids", "figure2", "mnist", "grids/{dataset}/{model}/seed{seed}.png", False),
+    Figure("figure3_mnist_nmi", "figure3", "mnist", "latent/{dataset}/{model}/seed{seed}.csv", True),
+    Figure("figure4_mnist_tsne", "figure4", "mnist", "latent/{dataset}/{model}/seed{seed}.npz", False),
+    Figure("figure5_celeba_mse", "figure5", "celeba", "sweeps/{dataset}/{model}/seed{seed}.csv", True),
+    Figure("figure6_celeba_grids", "figure6", "celeba", "grids/{dataset}/{model}/seed{seed}.png", False),
+)
+FIGURE_BY_STEM = {figure.stem: figure for figure in FIGURES}
+FIGURE_BY_NAME = {figure.name: figure for figure in FIGURES}
+
+
+@dataclass(frozen=True)
+class Table:
+    """The paper's Table 1: FID of prior samples on CelebA 64x64 in Inception pool3 features, and
+    the setting (Section 4) our numbers must be made in to be comparable to it."""
+
+    stem: str  # its files under <results>/tables/: <stem>.csv and <stem>.md
+    dataset: str
+    fid: dict[str, tuple[float, float]]  # algorithm -> (mean, sd) as reported
+    min_samples: int  # samples per FID
+    data: dict  # datasets.celeba keys
+    training: dict  # training keys
+    poly_order: int  # K of the polynomial prior (eq. 13), in its unconstrained form
+
+
+TABLE1 = Table(
+    stem="table1_fid", dataset="celeba",
+    fid={"VAE": (89.1, 1.1), "Fisher AE (Gaussian prior)": (89.1, 0.9), "Fisher AE (Exp. prior)": (84.7, 0.8),
+         "WAE-GAN": (75.2, 1.0)},
+    min_samples=10000,
+    data={"source": "torchvision", "n_train": None, "n_test": None, "latent_dim": 64, "width": 128},
+    training={"epochs": 100, "batch_size": 128, "lr": 2e-4, "betas": [0.5, 0.999]},
+    poly_order=5,
+)
+
+
+@dataclass(frozen=True)
+class Role:
+    """A part a configured model plays in the paper's comparisons, and its row of Table 1 (None
+    for the ablation, which the paper does not report)."""
+
+    name: str
+    method: str
+    prior: str | None = None
+    variant: str = "exact"
+    table1: str | None = None
+
+    def matches(self, spec: dict) -> bool:
+        return (spec["method"] == self.method and (self.prior is None or spec.get("prior") == self.prior)
+                and spec.get("fisher_variant", "exact") == self.variant)
+
+
+ROLES = (Role("fisher_exp", "fisher_ae", "polynomial", table1="Fisher AE (Exp. prior)"),
+         Role("fisher_gauss", "fisher_ae", "gaussian", table1="Fisher AE (Gaussian prior)"),
+         Role("vae", "vae", table1="VAE"), Role("wae_gan", "wae_gan", table1="WAE-GAN"),
+         Role("ablation", "fisher_ae", "polynomial", "reparam_total_derivative"))
+
+
+def role_of(spec: dict) -> Role | None:
+    """The role a model with config entry ``spec`` plays (None if it plays none)."""
+    return next((role for role in ROLES if role.matches(spec)), None)
+
+
+def paper_algorithm(spec: dict) -> str | None:
+    """The paper's Table 1 row a configured model reproduces (None for ablations)."""
+    role = role_of(spec)
+    return role and role.table1
+
+
+def model_roles(models: dict) -> dict[str, str]:
+    """Role name -> the first configured model (in config order) that plays it."""
+    roles = {}
+    for role in ROLES:
+        found = [name for name, spec in models.items() if role.matches(spec)]
+        if found:
+            roles[role.name] = found[0]
+    return roles

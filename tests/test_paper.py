@@ -1,0 +1,45 @@
+"""The registry of the paper's objects (fisherae.paper): Figures 1-6, Table 1 and the model roles,
+listed once for the Snakefile, the commands and the tests."""
+
+import re
+
+from fisherae import paper
+from fisherae.config import validate_config
+
+
+def test_the_registry_covers_figures_1_to_6_once_each():
+    assert [f.name for f in paper.FIGURES] == [f"figure{i}" for i in range(1, 7)]
+    assert [f.dataset for f in paper.FIGURES] == ["mnist"] * 4 + ["celeba"] * 2
+    assert len(paper.FIGURE_BY_STEM) == len(paper.FIGURE_BY_NAME) == 6
+    for figure in paper.FIGURES:
+        assert figure.stem.startswith(f"{figure.name}_{figure.dataset}_")
+        assert set(re.findall(r"{(\w+)}", figure.inputs)) == {"dataset", "model", "seed"}
+    assert [f.name for f in paper.FIGURES if f.all_seeds] == ["figure1", "figure3", "figure5"]
+
+
+def test_table1_holds_the_papers_numbers_and_setting():
+    assert paper.TABLE1.stem == "table1_fid" and paper.TABLE1.dataset == "celeba"
+    assert paper.TABLE1.fid == {"VAE": (89.1, 1.1), "Fisher AE (Gaussian prior)": (89.1, 0.9),
+                                "Fisher AE (Exp. prior)": (84.7, 0.8), "WAE-GAN": (75.2, 1.0)}
+    assert paper.TABLE1.min_samples == 10000 and paper.TABLE1.training["epochs"] == 100
+
+
+def test_every_table1_row_has_exactly_one_role():
+    rows = [role.table1 for role in paper.ROLES if role.table1]
+    assert sorted(rows) == sorted(paper.TABLE1.fid)
+
+
+def test_paper_algorithm_and_roles_read_the_specs():
+    models = validate_config({"seeds": [0], "datasets": {"mnist": {"source": "embedded"}}, "models": {
+        "a": {"method": "fisher_ae", "prior": "polynomial"}, "b": {"method": "fisher_ae", "prior": "gaussian"},
+        "c": {"method": "vae"}, "d": {"method": "wae_gan"},
+        "e": {"method": "fisher_ae", "prior": "polynomial", "fisher_variant": "reparam_total_derivative"}}})["models"]
+    assert {name: paper.paper_algorithm(spec) for name, spec in models.items()} == {
+        "a": "Fisher AE (Exp. prior)", "b": "Fisher AE (Gaussian prior)", "c": "VAE", "d": "WAE-GAN", "e": None}
+    assert paper.model_roles(models) == {"fisher_exp": "a", "fisher_gauss": "b", "vae": "c", "wae_gan": "d",
+                                         "ablation": "e"}
+
+
+def test_the_registry_is_a_leaf():
+    from test_structure import PACKAGE, fisherae_imports
+    assert not fisherae_imports(PACKAGE / "paper.py")
