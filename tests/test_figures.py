@@ -5,7 +5,8 @@ import pytest
 from fisherae.config import validate_config
 from fisherae.errors import UserError
 from fisherae.evaluation import SWEEP_COLUMNS
-from fisherae.figures import paper_figure, read_embeddings, read_tables
+from fisherae.figures import paper_figure, read_tables
+from fisherae.latent import read_embeddings
 
 CONFIG = validate_config({"seeds": [0], "datasets": {"mnist": {"source": "embedded"}},
                           "models": {"vae": {"method": "vae"}}})

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from fisherae.latent import cluster_nmi, encode_noisy, latent_robustness, tsne_embed
+from fisherae.latent import cluster_nmi, encode_noisy, latent_robustness, read_embeddings, tsne_embed, write_embeddings
 from fisherae.models import AutoEncoder, ModelSpec
 
 
@@ -60,3 +60,16 @@ def test_latent_robustness_shapes_and_noise():
     again, _ = latent_robustness(model, images, labels, [0.0, 0.5], [0, 1], n_clusters=3, noise_seed=0,
                                  batch_size=8, n_iter=260)
     assert table.equals(again)
+
+
+def test_embeddings_file_round_trip(tmp_path):
+    """`latent` writes the file Figure 4 reads through one writer and one reader."""
+    embeddings = np.arange(2 * 3 * 5 * 2, dtype=np.float32).reshape(2, 3, 5, 2)
+    labels = np.array([0, 1, 2, 3, 4])
+    path = str(tmp_path / "vae.npz")
+    write_embeddings(path, embeddings, labels, [0.0, 0.5], [1, 2, 3], "mnist", "vae", 7)
+    (read,) = read_embeddings([path])
+    assert np.array_equal(read["embeddings"], embeddings) and np.array_equal(read["labels"], labels)
+    assert read["sigma2"].tolist() == [0.0, 0.5] and read["tsne_seeds"].tolist() == [1, 2, 3]
+    assert (read["dataset"], read["model"], read["seed"]) == ("mnist", "vae", 7)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vae.npz"]  # written atomically, no temp file left

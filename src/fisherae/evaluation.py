@@ -115,6 +115,14 @@ def error_ratio(recon: torch.Tensor, clean: torch.Tensor, reference: torch.Tenso
     return float((clean - recon).double().pow(2).sum() / (clean - reference).double().pow(2).sum())
 
 
+def clean_error_ratio(sections: list[GridSection], data: Dataset) -> float:
+    """A grid's clean reconstructions' error over that of the mean of the first MEAN_IMAGE_N test
+    images of ``data`` (see ``error_ratio``)."""
+    shown = {section.name: section.images for section in sections}
+    mean_image = first_images(data, min(MEAN_IMAGE_N, len(data)))[0].mean(0)
+    return error_ratio(shown["reconstruction of clean"], shown["clean input"], mean_image)
+
+
 @dataclass(frozen=True)
 class GridSection:
     """A block of rows of a qualitative grid (Figures 2 and 6)."""

@@ -9,7 +9,7 @@ import pandas as pd
 from fisherae import plots
 from fisherae.errors import UserError
 from fisherae.evaluation import SWEEP_COLUMNS
-from fisherae.latent import NMI_COLUMNS
+from fisherae.latent import NMI_COLUMNS, read_embeddings
 from fisherae.paper import FIGURE_BY_NAME
 
 
@@ -23,18 +23,6 @@ def read_tables(paths: list[str], columns: list[str]) -> pd.DataFrame:
                             "matching fisherae command")
         tables.append(table)
     return pd.concat(tables, ignore_index=True)
-
-
-def read_embeddings(paths: list[str]) -> list[dict]:
-    """The NPZs written by `latent`, as dicts (0-d arrays as scalars)."""
-    out = []
-    for path in paths:
-        try:
-            with np.load(path) as npz:
-                out.append({k: (npz[k].item() if npz[k].ndim == 0 else npz[k]) for k in npz.files})
-        except (OSError, ValueError) as err:
-            raise UserError(f"{path} is not a latent NPZ written by `python -m fisherae latent` ({err})") from err
-    return out
 
 
 def read_grids(paths: list[str]) -> list[tuple[str, np.ndarray, dict]]:

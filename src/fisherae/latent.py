@@ -23,6 +23,8 @@ import pandas as pd
 import torch
 from sklearn.cluster import KMeans
 
+from fisherae.checkpoint import atomic_write
+from fisherae.errors import UserError
 from fisherae.evaluation import add_noise, batch_noise
 from fisherae.metrics import nmi
 from fisherae.models import AutoEncoder
@@ -91,3 +93,23 @@ def latent_robustness(model: AutoEncoder, images: torch.Tensor, labels: np.ndarr
             rows.append({"sigma2": float(sigma2), "tsne_seed": tsne_seed,
                          "nmi": cluster_nmi(embeddings[i, j], labels, n_clusters, tsne_seed)})
     return pd.DataFrame(rows, columns=NMI_COLUMNS[3:]), embeddings
+
+
+def write_embeddings(path: str, embeddings: np.ndarray, labels: np.ndarray, sigma2s: list[float],
+                     tsne_seeds: list[int], dataset: str, model: str, seed: int) -> None:
+    """The t-SNE embeddings of one model (Figure 4's input) as an NPZ at ``path``, atomically."""
+    atomic_write(path, lambda tmp: np.savez(
+        tmp, embeddings=embeddings, labels=labels, sigma2=np.asarray(sigma2s, dtype=float),
+        tsne_seeds=np.asarray(tsne_seeds), dataset=dataset, model=model, seed=seed))
+
+
+def read_embeddings(paths: list[str]) -> list[dict]:
+    """The NPZs written by `latent`, as dicts (0-d arrays as scalars)."""
+    out = []
+    for path in paths:
+        try:
+            with np.load(path) as npz:
+                out.append({k: (npz[k].item() if npz[k].ndim == 0 else npz[k]) for k in npz.files})
+        except (OSError, ValueError) as err:
+            raise UserError(f"{path} is not a latent NPZ written by `python -m fisherae latent` ({err})") from err
+    return out

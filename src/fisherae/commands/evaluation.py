@@ -50,7 +50,7 @@ def run_grids(args) -> None:
     import torch
 
     from fisherae.devices import job_device
-    from fisherae.evaluation import MEAN_IMAGE_N, error_ratio, first_images, grid_sections, tile
+    from fisherae.evaluation import clean_error_ratio, first_images, grid_sections, tile
     from fisherae.plots import write_grid_png
     from fisherae.sampling import read_samples
 
@@ -70,9 +70,7 @@ def run_grids(args) -> None:
     except ValueError as err:
         raise UserError(f"{args.samples}: {err}; sample from this checkpoint's prior") from err
     image, layout = tile(sections, n_cols=n_images)
-    shown = {section.name: section.images for section in sections}
-    ratio = error_ratio(shown["reconstruction of clean"], shown["clean input"],
-                        first_images(data, min(MEAN_IMAGE_N, len(data)))[0].mean(0))
+    ratio = clean_error_ratio(sections, data)
     write_grid_png(args.out, image, {"dataset": args.dataset, "model": args.model, "seed": args.seed,
                                      "noise_sigma2": noise_sigma2, "sampler": method, "layout": layout,
                                      "clean_error_ratio": ratio})

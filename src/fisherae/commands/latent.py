@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from fisherae.commands.common import (add_model_arguments, load_config_and_model, load_test_split, require_mnist,
                                       write_csv)
 from fisherae.commands.registry import command
@@ -20,9 +18,8 @@ def setup_latent(parser):
 
 
 def run_latent(args) -> None:
-    from fisherae.checkpoint import atomic_write
     from fisherae.evaluation import first_images
-    from fisherae.latent import NMI_COLUMNS, latent_robustness
+    from fisherae.latent import NMI_COLUMNS, latent_robustness, write_embeddings
 
     config, model = load_config_and_model(args)
     require_mnist(args, "to score clusters, Figures 3-4 use MNIST")
@@ -39,8 +36,7 @@ def run_latent(args) -> None:
             config["evaluation"]["noise_sweep"]["batch_size"], "cpu", n_jobs=config["training"]["threads"])
     except ValueError as err:
         raise UserError(f"checkpoint {args.checkpoint}: {err}") from err
-    atomic_write(args.out_embedding, lambda tmp: np.savez(
-        tmp, embeddings=embeddings, labels=labels, sigma2=np.asarray(settings["sigma2"], dtype=float),
-        tsne_seeds=np.asarray(settings["seeds"]), dataset=args.dataset, model=args.model, seed=args.seed))
+    write_embeddings(args.out_embedding, embeddings, labels, settings["sigma2"], settings["seeds"], args.dataset,
+                     args.model, args.seed)
     write_csv(table.assign(dataset=args.dataset, model=args.model, seed=args.seed)[NMI_COLUMNS], args.out_nmi)
     print(args.out_nmi)
