@@ -30,6 +30,7 @@ INERT = {
     "datasets.*.download": "whether missing data may be fetched, not which data it is",
     "evaluation.fid.inception_weights": "where the Inception weights live; the file name pins which weights",
 }
+_INERT_PATHS = [tuple(key.split(".")) for key in INERT]
 
 _DATA = ("datasets.{dataset}.source", "datasets.{dataset}.n_train", "datasets.{dataset}.n_test")
 _TEST_SPLIT = ("datasets.{dataset}.source", "datasets.{dataset}.n_test")
@@ -91,10 +92,6 @@ def _under(path: tuple[str, ...], patterns) -> bool:
     return any(len(path) >= len(p) and _matches(p, path) for p in patterns)
 
 
-def _inert() -> list[tuple[str, ...]]:
-    return [tuple(key.split(".")) for key in INERT]
-
-
 class ConfigView(Mapping):
     """A read-only view of a validated config that lets ``command`` read only the keys it
     declares (and the INERT ones); any other key raises UndeclaredConfigKey. Listing the
@@ -104,7 +101,7 @@ class ConfigView(Mapping):
         self._node, self._command, self._path = config, command, path
         if allowed is None:
             reads = READS[command]
-            allowed = [_parts(k, wildcards) for k in (*reads.determines, *reads.checks)] + _inert()
+            allowed = [_parts(k, wildcards) for k in (*reads.determines, *reads.checks)] + _INERT_PATHS
         self._allowed = allowed
 
     def __getitem__(self, key):
@@ -134,13 +131,13 @@ def resolve(config: Mapping, key: str, wildcards: Mapping[str, str]) -> dict[str
         found = {(*path, name): node[name] for path, node in found.items() if isinstance(node, Mapping)
                  for name in (node if part == "*" else [part]) if name in node}
     return {".".join(path): _without_inert(path, value) for path, value in found.items()
-            if not _under(path, _inert())}
+            if not _under(path, _INERT_PATHS)}
 
 
 def _without_inert(path: tuple[str, ...], value):
     if not isinstance(value, Mapping):
         return value
-    return {k: _without_inert((*path, k), v) for k, v in value.items() if not _under((*path, k), _inert())}
+    return {k: _without_inert((*path, k), v) for k, v in value.items() if not _under((*path, k), _INERT_PATHS)}
 
 
 def rerun_settings(command: str, config: Mapping, wildcards: Mapping[str, str]) -> str:
