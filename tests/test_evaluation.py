@@ -260,6 +260,24 @@ def test_latent_command_and_figures(workspace):
             assert np.isfinite(data["clean_error_ratio"]).all() and (data["clean_error_ratio"] > 0).all()
 
 
+def test_latent_on_all_test_points_without_embeddings(workspace, tmp_path):
+    """--all-test-points embeds the whole test split whatever evaluation.latent.n_points says (here
+    the same NMIs as n_points = the split's 40 images); without --out-embedding no NPZ is written."""
+    ckpt = str(workspace / "mnist" / "vae" / "model.pt")
+    fewer = copy.deepcopy(CONFIG)
+    fewer["evaluation"]["latent"]["n_points"] = 20
+    (tmp_path / "fewer.yaml").write_text(yaml.safe_dump(fewer))
+    args = ["latent", "--dataset", "mnist", "--checkpoint", ckpt, "--model", "vae", "--seed", "0"]
+    assert cli(workspace, *args, "--out-nmi", str(tmp_path / "forty.csv")) == 0
+    assert main([*args, "--config", str(tmp_path / "fewer.yaml"), "--all-test-points",
+                 "--out-nmi", str(tmp_path / "all.csv")]) == 0
+    assert main([*args, "--config", str(tmp_path / "fewer.yaml"), "--out-nmi", str(tmp_path / "twenty.csv")]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["all.csv", "fewer.yaml", "forty.csv", "twenty.csv"]
+    forty, everything = pd.read_csv(tmp_path / "forty.csv"), pd.read_csv(tmp_path / "all.csv")
+    pd.testing.assert_frame_equal(everything, forty)
+    assert not np.allclose(pd.read_csv(tmp_path / "twenty.csv")["nmi"], forty["nmi"])
+
+
 def test_training_checkpoint_passed_as_model_names_the_model_file(workspace, capsys):
     """--checkpoint .../checkpoint.pt (the state training resumes from) points at model.pt beside it."""
     checkpoint = workspace / "mnist" / "vae" / "checkpoint.pt"

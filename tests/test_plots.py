@@ -65,6 +65,31 @@ def test_figure1_summary_and_normalisation(tmp_path):
     assert set(tidy["label"]) == {"VAE", "Fisher AE (Exp. prior)"}
 
 
+def test_several_training_seeds_give_the_mean_of_seed_means_and_a_t_interval(tmp_path):
+    """With >= 2 training seeds the seed is the unit: the mean of the per-seed means (not of all
+    rows) and a t 95 % interval over seeds; a model with one seed keeps mean ± sd, no interval."""
+    rows = [("mnist", "vae", seed, 0.0, batch, 10, "bce", value)
+            for seed, values in ((0, [1.0, 3.0]), (1, [4.0]), (2, [5.0, 7.0, 9.0])) for batch, value in enumerate(values)]
+    rows += [("mnist", "fisher_ae_poly", 0, 0.0, batch, 10, "bce", value) for batch, value in enumerate([2.0, 4.0])]
+    sweep = pd.DataFrame(rows, columns=["dataset", "model", "seed", "sigma2", "batch", "n_images", "metric", "value"])
+    fig, tidy = plots.figure1(sweep, STYLE)
+    raw = tidy[tidy["panel"] == "bce"].set_index("model")
+    # seed means 2, 4, 7: mean 13/3, sd sqrt(57/9); t(0.975, df 2) = 4.302652729911275
+    half = 4.302652729911275 * np.sqrt(57 / 9) / np.sqrt(3)
+    assert raw.loc["vae", "mean"] == pytest.approx(13 / 3) and raw.loc["vae", "n_seeds"] == 3
+    assert raw.loc["vae", "ci95_low"] == pytest.approx(13 / 3 - half)
+    assert raw.loc["vae", "ci95_high"] == pytest.approx(13 / 3 + half)
+    assert raw.loc["vae", "sd"] == pytest.approx(np.std([1, 3, 4, 5, 7, 9], ddof=1))  # over all rows, as before
+    assert raw.loc["fisher_ae_poly", "mean"] == 3.0 and raw.loc["fisher_ae_poly", "sd"] == pytest.approx(np.sqrt(2))
+    assert np.isnan(raw.loc["fisher_ae_poly", "ci95_low"]) and np.isnan(raw.loc["fisher_ae_poly", "ci95_high"])
+    assert list(plots.error_bars(raw.reset_index())) == pytest.approx([np.sqrt(2), half])
+    title = fig.get_suptitle().replace("\n", " ")
+    assert "t-based 95 % interval over 3 training seeds" in title and "models with 1 training seed" in title
+    plots.save_figure(fig, tmp_path / "f1.png")
+    _, single = plots.figure1(sweep_table(seeds=(0,)), STYLE)
+    assert single["ci95_low"].isna().all() and single["ci95_high"].isna().all()
+
+
 def test_figure5_and_dataset_check(tmp_path):
     fig, tidy = plots.figure5(sweep_table("celeba", "mse", seeds=(0,)), STYLE)
     plots.save_figure(fig, tmp_path / "f5.png")

@@ -42,6 +42,9 @@ TRAINED = (*_DATA, "datasets.{dataset}.validation_size", "datasets.{dataset}.lat
            "training.batch_size", "training.lr", "training.betas", "training.n_samples", "training.decoder_var",
            "training.poly_order", "training.poly_normalisable", "training.wae_gan")
 _MODEL_FILE = (*TRAINED, "training.epochs")
+# The t-SNE settings; not evaluation.latent.full_test_set, which only the Snakefile reads: it says
+# whether the DAG also runs `latent --all-test-points`, not what any job computes.
+_LATENT = tuple(f"evaluation.latent.{key}" for key in ("sigma2", "n_points", "seeds", "n_clusters", "tsne_perplexity"))
 _ROLES = ("models.*.method", "models.*.prior", "models.*.fisher_variant")  # a model's role in the paper
 
 
@@ -61,7 +64,7 @@ READS = {
                           "evaluation.noise_sweep.noise_seed"), _MODEL_FILE),
     "grids": Reads((*_TEST_SPLIT, "evaluation.grids.noise_sigma2.{dataset}", "evaluation.grids.n_images",
                     "evaluation.grids.n_samples", "evaluation.noise_sweep.noise_seed"), _MODEL_FILE),
-    "latent": Reads((*_TEST_SPLIT, "evaluation.latent", "evaluation.noise_sweep.noise_seed",
+    "latent": Reads((*_TEST_SPLIT, *_LATENT, "evaluation.noise_sweep.noise_seed",
                      "evaluation.noise_sweep.batch_size"), _MODEL_FILE),
     "diagnose": Reads((*_DATA, "evaluation.noise_sweep.batch_size"), _MODEL_FILE),
     "train-classifier": Reads((*_DATA, "training.batch_size", "evaluation.fid.classifier_epochs")),

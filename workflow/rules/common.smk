@@ -11,10 +11,11 @@ RESULTS = config["results"].rstrip("/")
 DATASETS = list(config["datasets"])
 MODELS = list(config["models"])
 SEEDS = [str(seed) for seed in config["seeds"]]
-FIRST_SEED = SEEDS[0]
 POLY_MODELS = [m for m, spec in config["models"].items() if spec["prior"] == "polynomial"]
 OTHER_MODELS = [m for m in MODELS if m not in POLY_MODELS]
 THREADS = config["training"]["threads"]
+SNAPSHOT_EPOCHS = [str(epoch) for epoch in config["training"].get("snapshot_epochs", [])]
+FULL_TEST_SET = config["evaluation"]["latent"]["full_test_set"]
 USES_CLASSIFIER = config["evaluation"]["fid"]["features"] in ("classifier", "both")
 ENV = "../envs/fisherae.yaml"
 # The config as Snakemake sees it (all --configfile/--config merged, defaults filled), written
@@ -35,6 +36,7 @@ wildcard_constraints:
     dataset=one_of(DATASETS),
     model=one_of(MODELS),
     seed=r"\d+",
+    epoch=r"\d+",
 
 
 def settings(command):
@@ -48,13 +50,32 @@ def res(path):
     return f"{RESULTS}/{path}"
 
 
-def runs(template, datasets=DATASETS, models=MODELS, seeds=SEEDS):
-    """``template`` (relative to the results root) for every dataset x model x seed."""
-    return expand(res(template), dataset=datasets, model=models, seed=seeds)
+def model_seeds(model):
+    """The seeds ``model`` trains with: those of the config's seeds that its entry's ``seeds`` lists
+    (all of them where it lists none), in the config's order."""
+    mine = {str(seed) for seed in config["models"][model].get("seeds", SEEDS)}
+    return [seed for seed in SEEDS if seed in mine]
+
+
+def runs(template, datasets=DATASETS, models=MODELS, first=False, **wildcards):
+    """``template`` (relative to the results root) for every dataset x model x seed of that model
+    (``first``: its first seed only; a model without seeds has no runs), with ``wildcards``
+    (lists of values) expanded as well."""
+    return [
+        path
+        for dataset in datasets
+        for model in models
+        for seed in model_seeds(model)[: 1 if first else None]
+        for path in expand(res(template), dataset=dataset, model=model, seed=seed, **wildcards)
+    ]
 
 
 def model_pt(w):
     return res(f"runs/{w.dataset}/{w.model}/seed{w.seed}/model.pt")
+
+
+def snapshot_pt(w):
+    return res(f"runs/{w.dataset}/{w.model}/seed{w.seed}/snapshots/epoch{w.epoch}.pt")
 
 
 def log_path(stage, pattern="{dataset}/{model}/seed{seed}"):
@@ -72,7 +93,7 @@ MY_FIGURES = [figure.stem for figure in FIGURES if figure.dataset in DATASETS]
 
 def figure_inputs(w):
     figure = FIGURE_BY_STEM[w.stem]
-    return runs(figure.inputs, datasets=[figure.dataset], seeds=SEEDS if figure.all_seeds else [FIRST_SEED])
+    return runs(figure.inputs, datasets=[figure.dataset], first=not figure.all_seeds)
 
 
 def classifier_input(w):
@@ -96,9 +117,12 @@ def final_targets():
         + runs("sweeps/{dataset}/{model}/seed{seed}.csv")
         + runs("samples/{dataset}/{model}/seed{seed}.npz")
         + runs("sampling/{dataset}/{model}/seed{seed}.csv", models=POLY_MODELS)
-        + runs("grids/{dataset}/{model}/seed{seed}.png", seeds=[FIRST_SEED])
+        + runs("grids/{dataset}/{model}/seed{seed}.png", first=True)
         + runs("latent/{dataset}/{model}/seed{seed}.npz", datasets=mnist)
         + runs("latent/{dataset}/{model}/seed{seed}.csv", datasets=mnist)
+        + runs("latent_full/{dataset}/{model}/seed{seed}.csv", datasets=mnist if FULL_TEST_SET else [], first=True)
+        + runs("snapshots/{dataset}/{model}/seed{seed}/epoch{epoch}/sweep.csv", epoch=SNAPSHOT_EPOCHS)
+        + runs("snapshots/{dataset}/{model}/seed{seed}/epoch{epoch}/latent.csv", datasets=mnist, epoch=SNAPSHOT_EPOCHS)
         + expand(res("classifier/{dataset}.{ext}"), dataset=mnist if USES_CLASSIFIER else [], ext=["pt", "json"])
         + runs("fid/{dataset}/{model}/seed{seed}.csv")
         + expand(res("figures/{stem}.{ext}"), stem=MY_FIGURES, ext=["png", "csv"])

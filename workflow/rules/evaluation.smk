@@ -1,5 +1,6 @@
-# Reconstruction error of noisy test images against sigma^2 (Figures 1 and 5), and the
-# clean / noisy / reconstructed / sampled image grids (Figures 2 and 6).
+# Reconstruction error of noisy test images against sigma^2 (Figures 1 and 5), also of the model
+# file of each epoch of training.snapshot_epochs (the trajectory of training), and the clean /
+# noisy / reconstructed / sampled image grids (Figures 2 and 6).
 
 
 rule noise_sweep:
@@ -24,6 +25,19 @@ rule noise_sweep:
         "python -m fisherae noise-sweep --config {CONFIG} --dataset {wildcards.dataset}"
         " --checkpoint {input.model} --model {wildcards.model} --seed {wildcards.seed}"
         " --out {output} > {log} 2>&1"
+
+
+use rule noise_sweep as snapshot_noise_sweep with:
+    input:
+        model=snapshot_pt,
+    output:
+        res("snapshots/{dataset}/{model}/seed{seed}/epoch{epoch}/sweep.csv"),
+    params:
+        settings=settings("noise-sweep"),
+    log:
+        log_path("snapshot_noise_sweep", "{dataset}/{model}/seed{seed}/epoch{epoch}"),
+    benchmark:
+        bench_path("snapshot_noise_sweep", "{dataset}/{model}/seed{seed}/epoch{epoch}")
 
 
 rule grids:

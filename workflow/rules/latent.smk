@@ -1,6 +1,8 @@
 # Latent robustness on MNIST (Figures 3 and 4): t-SNE of the codes of noisy test digits and the
 # NMI of their clusters against the digit labels. CPU work (the encoder pass included), so it
-# holds no GPU and runs beside training.
+# holds no GPU and runs beside training. With evaluation.latent.full_test_set, also on the whole
+# test split for each model's first seed (the NMI on all test points beside the n_points one); and
+# on the model file of each epoch of training.snapshot_epochs (the trajectory of training).
 
 
 rule latent:
@@ -12,6 +14,7 @@ rule latent:
     wildcard_constraints:
         dataset="mnist",
     params:
+        options=lambda w, output: f"--out-embedding {output.embedding}",
         settings=settings("latent"),
     log:
         log_path("latent"),
@@ -26,4 +29,30 @@ rule latent:
     shell:
         "python -m fisherae latent --config {CONFIG} --dataset {wildcards.dataset}"
         " --checkpoint {input.model} --model {wildcards.model} --seed {wildcards.seed}"
-        " --out-embedding {output.embedding} --out-nmi {output.nmi} > {log} 2>&1"
+        " {params.options} --out-nmi {output.nmi} > {log} 2>&1"
+
+
+use rule latent as latent_full_test_set with:
+    output:
+        nmi=res("latent_full/{dataset}/{model}/seed{seed}.csv"),
+    params:
+        options="--all-test-points",
+        settings=settings("latent"),
+    log:
+        log_path("latent_full_test_set"),
+    benchmark:
+        bench_path("latent_full_test_set")
+
+
+use rule latent as snapshot_latent with:
+    input:
+        model=snapshot_pt,
+    output:
+        nmi=res("snapshots/{dataset}/{model}/seed{seed}/epoch{epoch}/latent.csv"),
+    params:
+        options="",
+        settings=settings("latent"),
+    log:
+        log_path("snapshot_latent", "{dataset}/{model}/seed{seed}/epoch{epoch}"),
+    benchmark:
+        bench_path("snapshot_latent", "{dataset}/{model}/seed{seed}/epoch{epoch}")

@@ -12,7 +12,9 @@ from fisherae.errors import ConfigError, UserError
 @command("latent", "t-SNE + k-means NMI of noisy MNIST latents (Figures 3 and 4): embeddings NPZ and NMI CSV")
 def setup_latent(parser):
     add_model_arguments(parser)
-    parser.add_argument("--out-embedding", required=True, help="NPZ: embeddings [sigma2, tsne seed, n, 2], labels")
+    parser.add_argument("--out-embedding", help="NPZ: embeddings [sigma2, tsne seed, n, 2], labels (Figure 4)")
+    parser.add_argument("--all-test-points", action="store_true",
+                        help="embed the whole test split instead of its first evaluation.latent.n_points images")
     parser.add_argument("--out-nmi", required=True, help="CSV: dataset, model, seed, sigma2, tsne_seed, nmi")
     return run_latent
 
@@ -25,10 +27,11 @@ def run_latent(args) -> None:
     require_mnist(args, "to score clusters, Figures 3-4 use MNIST")
     settings = config["evaluation"]["latent"]
     data = load_test_split(config, args.dataset)
-    if settings["n_points"] > len(data):
-        raise ConfigError(f"{args.config}: evaluation.latent.n_points = {settings['n_points']}, but the "
+    n_points = len(data) if args.all_test_points else settings["n_points"]
+    if n_points > len(data):
+        raise ConfigError(f"{args.config}: evaluation.latent.n_points = {n_points}, but the "
                           f"{args.dataset} test split has {len(data)} images; lower n_points")
-    images, labels = first_images(data, settings["n_points"])
+    images, labels = first_images(data, n_points)
     try:  # on the CPU, holding no GPU: t-SNE and k-means are CPU work, the encoder pass a fifth (BENCHMARKS.md)
         table, embeddings = latent_robustness(
             model, images, labels, settings["sigma2"], settings["seeds"], settings["n_clusters"],
@@ -36,7 +39,8 @@ def run_latent(args) -> None:
             config["evaluation"]["noise_sweep"]["batch_size"], "cpu", n_jobs=config["training"]["threads"])
     except ValueError as err:
         raise UserError(f"checkpoint {args.checkpoint}: {err}") from err
-    write_embeddings(args.out_embedding, embeddings, labels, settings["sigma2"], settings["seeds"], args.dataset,
-                     args.model, args.seed)
+    if args.out_embedding:
+        write_embeddings(args.out_embedding, embeddings, labels, settings["sigma2"], settings["seeds"], args.dataset,
+                         args.model, args.seed)
     write_csv(table.assign(dataset=args.dataset, model=args.model, seed=args.seed)[NMI_COLUMNS], args.out_nmi)
     print(args.out_nmi)
