@@ -25,8 +25,8 @@ from fisherae.config import config_named_in, load_config
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = ["config/smoke.yaml", "config/cpu.yaml", "config/config.yaml"]
 # The rules whose command computes on a GPU where there is one; latent, figures, tables and claims are CPU work.
-GPU_RULES = {"train", "train_classifier", "noise_sweep", "grids", "sample", "sample_polynomial_prior", "fid",
-             "diagnose"}
+GPU_RULES = {"train", "train_classifier", "noise_sweep", "snapshot_noise_sweep", "grids", "sample",
+             "sample_polynomial_prior", "fid", "diagnose"}
 FIGURES = {dataset: [f.stem for f in paper.FIGURES if f.dataset == dataset] for dataset in ("mnist", "celeba")}
 
 
@@ -75,18 +75,28 @@ def dry_run_jobs(output: str) -> list[dict]:
     return jobs
 
 
+def model_seeds(config: dict, model: str) -> list:
+    """The seeds ``model`` trains with: the config's, narrowed to those its entry lists."""
+    return [seed for seed in config["seeds"] if seed in config["models"][model].get("seeds", config["seeds"])]
+
+
 def expected_counts(config: dict) -> dict[str, int]:
     """Jobs per rule of a complete run of ``config`` (the DAG's design, written out)."""
-    datasets, models, seeds = config["datasets"], config["models"], config["seeds"]
-    d, m, s = len(datasets), len(models), len(seeds)
-    poly = sum(spec.get("prior") == "polynomial" for spec in models.values())
+    datasets, models = config["datasets"], config["models"]
+    d = len(datasets)
+    runs = {model: len(model_seeds(config, model)) for model in models}
+    r, trained = sum(runs.values()), sum(n > 0 for n in runs.values())  # runs per data set; models with one
+    poly = sum(n for model, n in runs.items() if models[model].get("prior") == "polynomial")
     mnist = "mnist" in datasets
     features = config.get("evaluation", {}).get("fid", {}).get("features", "both")
-    counts = {"data": d, "train": d * m * s, "noise_sweep": d * m * s, "sample": d * (m - poly) * s,
-              "sample_polynomial_prior": d * poly * s, "grids": d * m, "latent": m * s if mnist else 0,
-              "train_classifier": int(mnist and features in ("classifier", "both")), "fid": d * m * s,
+    snapshots = len(config.get("training", {}).get("snapshot_epochs", []))
+    full = config.get("evaluation", {}).get("latent", {}).get("full_test_set", False)
+    counts = {"data": d, "train": d * r, "noise_sweep": d * r, "sample": d * (r - poly),
+              "sample_polynomial_prior": d * poly, "grids": d * trained, "latent": r if mnist else 0,
+              "train_classifier": int(mnist and features in ("classifier", "both")), "fid": d * r,
               "figure": sum(len(FIGURES[name]) for name in datasets), "table1": 1, "all": 1,
-              "diagnose": m * s if mnist else 0, "claims": int(mnist)}
+              "diagnose": r if mnist else 0, "claims": int(mnist), "snapshot_noise_sweep": d * r * snapshots,
+              "snapshot_latent": r * snapshots if mnist else 0, "latent_full_test_set": trained if mnist and full else 0}
     return {rule: n for rule, n in counts.items() if n}
 
 
@@ -111,7 +121,7 @@ def test_dry_run_schedules_every_output(repo_copy, configfile):
     assert {f"{results}/tables/table1_fid.csv", f"{results}/tables/table1_fid.md"} <= outputs
     for ds in config["datasets"]:
         for model in config["models"]:
-            for seed in config["seeds"]:
+            for seed in model_seeds(config, model):
                 run = f"{ds}/{model}/seed{seed}"
                 assert {f"{results}/runs/{run}/model.pt", f"{results}/sweeps/{run}.csv",
                         f"{results}/samples/{run}.npz", f"{results}/fid/{run}.csv"} <= outputs
@@ -119,6 +129,43 @@ def test_dry_run_schedules_every_output(repo_copy, configfile):
                     assert f"{results}/sampling/{run}.csv" in outputs
     for job in jobs:
         assert (job["resources"].get("gpu") == "1") == (job["rule"] in GPU_RULES), job
+
+
+def test_per_model_seeds_snapshots_and_the_whole_test_set_t_sne(repo_copy, tmp_path):
+    """A model's own `seeds` narrow its runs (vae: seed 1 of [0, 1]; wae_gan: seed 0): no job of
+    another seed, its first-seed files (grids, latent_full) from its own first seed. Each snapshot
+    epoch is a train output, evaluated by noise-sweep (every data set) and latent (MNIST); the
+    whole-test-set t-SNE runs latent --all-test-points without embeddings."""
+    config = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
+    config["seeds"] = [0, 1]
+    config["models"]["vae"]["seeds"] = [1]
+    config["models"]["wae_gan"]["seeds"] = [0, 2]  # 2 is not a seed of this config: left out
+    config["training"]["snapshot_epochs"] = [1]
+    config["evaluation"]["latent"]["full_test_set"] = True
+    (tmp_path / "seeds.yaml").write_text(yaml.safe_dump(config))
+    jobs = dry_run_jobs(snakemake(repo_copy, "-n", "-p", "--cores", "2", "--configfile", str(tmp_path / "seeds.yaml")).stdout)
+    assert {rule: sum(j["rule"] == rule for j in jobs) for rule in {j["rule"] for j in jobs}} == expected_counts(config)
+    runs = {(j["wildcards"]["model"], j["wildcards"]["seed"]) for j in jobs if "seed" in j["wildcards"]}
+    assert runs == {("fisher_ae_poly", "0"), ("fisher_ae_poly", "1"), ("fisher_ae_gauss", "0"),
+                    ("fisher_ae_gauss", "1"), ("vae", "1"), ("wae_gan", "0")}
+    first = {(j["wildcards"]["dataset"], j["wildcards"]["model"], j["wildcards"]["seed"])
+             for j in jobs if j["rule"] == "grids"}
+    assert {(m, s) for d, m, s in first} == {("fisher_ae_poly", "0"), ("fisher_ae_gauss", "0"), ("vae", "1"),
+                                             ("wae_gan", "0")}
+    results = config["results"]
+    full = [j for j in jobs if j["rule"] == "latent_full_test_set"]
+    assert {o for j in full for o in j["output"]} == {f"{results}/latent_full/mnist/{m}/seed{s}.csv"
+                                                      for d, m, s in first if d == "mnist"}
+    assert all("--all-test-points" in j["shell"] and "--out-embedding" not in j["shell"] for j in full)
+    train = next(j for j in jobs if j["rule"] == "train" and j["wildcards"] == {"dataset": "mnist", "model": "vae",
+                                                                                "seed": "1"})
+    assert f"{results}/runs/mnist/vae/seed1/snapshots/epoch1.pt" in train["output"]
+    for rule, name in (("snapshot_noise_sweep", "sweep.csv"), ("snapshot_latent", "latent.csv")):
+        for job in (j for j in jobs if j["rule"] == rule):
+            run = "{dataset}/{model}/seed{seed}".format(**job["wildcards"])
+            assert job["wildcards"]["epoch"] == "1" and job["output"] == [f"{results}/snapshots/{run}/epoch1/{name}"]
+            assert f"--checkpoint {results}/runs/{run}/snapshots/epoch1.pt " in job["shell"], job
+            assert "--out-embedding" not in job["shell"]
 
 
 def test_dry_run_through_the_slurm_profile(repo_copy):
