@@ -27,8 +27,8 @@ def curves(values: dict[str, list[float]], sd: float = 0.0, n: int = 4) -> pd.Da
 
 def test_model_roles_follow_the_specs_not_the_names():
     roles = model_roles(MODELS)
-    assert roles == {"fisher_exp": "fae", "fisher_gauss": "fae_g", "vae": "vae", "wae_gan": "wae", "ablation": "abl"}
-    assert "ablation" not in model_roles({k: v for k, v in MODELS.items() if k != "abl"})
+    assert roles == {"fisher_exp": "fae", "fisher_gauss": "fae_g", "vae": "vae", "wae_gan": "wae", "authors": "abl"}
+    assert "authors" not in model_roles({k: v for k, v in MODELS.items() if k != "abl"})
 
 
 def test_outcome_ties_within_two_standard_errors():

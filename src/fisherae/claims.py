@@ -242,10 +242,10 @@ CURVE_CLAIMS = (
                panel="nmi", ours="fisher_exp", others=("vae", "wae_gan"), lower_is_better=False),
     CurveClaim("ablation_normalised_bce", "ablation", "Figure 1",
                "the exact stability term (∇x log q at fixed z) is more robust than the total-derivative variant",
-               panel="nbce", ours="fisher_exp", others=("ablation",), lower_is_better=True),
+               panel="nbce", ours="fisher_exp", others=("authors",), lower_is_better=True),
     CurveClaim("ablation_nmi", "ablation", "Figure 3",
                "the exact stability term keeps latent clusters better than the total-derivative variant",
-               panel="nmi", ours="fisher_exp", others=("ablation",), lower_is_better=False),
+               panel="nmi", ours="fisher_exp", others=("authors",), lower_is_better=False),
 )
 FID_CLAIMS = (
     FidClaim("fig2_wae_gan_best_samples", "paper", "Figure 2 (row 3)",

@@ -14,7 +14,7 @@ SEEDS = [str(seed) for seed in config["seeds"]]
 POLY_MODELS = [m for m, spec in config["models"].items() if spec["prior"] == "polynomial"]
 OTHER_MODELS = [m for m in MODELS if m not in POLY_MODELS]
 THREADS = config["training"]["threads"]
-SNAPSHOT_EPOCHS = [str(epoch) for epoch in config["training"].get("snapshot_epochs", [])]
+SNAPSHOT_EPOCHS = [str(epoch) for epoch in config["training"]["snapshot_epochs"]]
 FULL_TEST_SET = config["evaluation"]["latent"]["full_test_set"]
 USES_CLASSIFIER = config["evaluation"]["fid"]["features"] in ("classifier", "both")
 ENV = "../envs/fisherae.yaml"
