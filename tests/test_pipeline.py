@@ -23,7 +23,7 @@ from fisherae import paper
 from fisherae.config import config_named_in, load_config
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = ["config/smoke.yaml", "config/cpu.yaml", "config/config.yaml"]
+CONFIGS = ["config/smoke.yaml", "config/cpu.yaml", "config/config.yaml", "config/reproduction.yaml"]
 # The rules whose command computes on a GPU where there is one; latent, figures, tables and claims are CPU work.
 GPU_RULES = {"train", "train_classifier", "noise_sweep", "snapshot_noise_sweep", "grids", "sample",
              "sample_polynomial_prior", "fid", "diagnose"}
