@@ -75,7 +75,13 @@ def model_pt(w):
 
 
 def snapshot_pt(w):
+    """The model file of epoch {epoch}, which `train` writes before model.pt (not a declared output:
+    training.smk says why)."""
     return res(f"runs/{w.dataset}/{w.model}/seed{w.seed}/snapshots/epoch{w.epoch}.pt")
+
+
+def input_model(w, input):
+    return input.model
 
 
 def log_path(stage, pattern="{dataset}/{model}/seed{seed}"):

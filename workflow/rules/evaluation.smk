@@ -9,6 +9,7 @@ rule noise_sweep:
     output:
         res("sweeps/{dataset}/{model}/seed{seed}.csv"),
     params:
+        checkpoint=input_model,
         settings=settings("noise-sweep"),
     log:
         log_path("noise_sweep"),
@@ -23,16 +24,15 @@ rule noise_sweep:
         ENV
     shell:
         "python -m fisherae noise-sweep --config {CONFIG} --dataset {wildcards.dataset}"
-        " --checkpoint {input.model} --model {wildcards.model} --seed {wildcards.seed}"
+        " --checkpoint {params.checkpoint} --model {wildcards.model} --seed {wildcards.seed}"
         " --out {output} > {log} 2>&1"
 
 
 use rule noise_sweep as snapshot_noise_sweep with:
-    input:
-        model=snapshot_pt,
     output:
         res("snapshots/{dataset}/{model}/seed{seed}/epoch{epoch}/sweep.csv"),
     params:
+        checkpoint=snapshot_pt,
         settings=settings("noise-sweep"),
     log:
         log_path("snapshot_noise_sweep", "{dataset}/{model}/seed{seed}/epoch{epoch}"),

@@ -14,6 +14,7 @@ rule latent:
     wildcard_constraints:
         dataset="mnist",
     params:
+        checkpoint=input_model,
         options=lambda w, output: f"--out-embedding {output.embedding}",
         settings=settings("latent"),
     log:
@@ -28,7 +29,7 @@ rule latent:
         ENV
     shell:
         "python -m fisherae latent --config {CONFIG} --dataset {wildcards.dataset}"
-        " --checkpoint {input.model} --model {wildcards.model} --seed {wildcards.seed}"
+        " --checkpoint {params.checkpoint} --model {wildcards.model} --seed {wildcards.seed}"
         " {params.options} --out-nmi {output.nmi} > {log} 2>&1"
 
 
@@ -36,6 +37,7 @@ use rule latent as latent_full_test_set with:
     output:
         nmi=res("latent_full/{dataset}/{model}/seed{seed}.csv"),
     params:
+        checkpoint=input_model,
         options="--all-test-points",
         settings=settings("latent"),
     log:
@@ -45,11 +47,10 @@ use rule latent as latent_full_test_set with:
 
 
 use rule latent as snapshot_latent with:
-    input:
-        model=snapshot_pt,
     output:
         nmi=res("snapshots/{dataset}/{model}/seed{seed}/epoch{epoch}/latent.csv"),
     params:
+        checkpoint=snapshot_pt,
         options="",
         settings=settings("latent"),
     log:

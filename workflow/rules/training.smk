@@ -1,8 +1,10 @@
 # Training (paper Section 4): every data set x model x seed of the config (a model's own `seeds`
-# narrow its seeds), with a model file of each epoch of training.snapshot_epochs besides the
-# final one (evaluated by evaluation.smk and latent.smk).
+# narrow its seeds).
 # checkpoint.pt (the resumable state) is deliberately not a declared output: Snakemake deletes
-# the outputs of a failed or preempted job, and `train` resumes from that file.
+# the outputs of a failed or preempted job, and `train` resumes from that file. Nor are the
+# snapshots/epoch{E}.pt of training.snapshot_epochs: a resumed run past epoch E does not write
+# them again; the rules that evaluate them (evaluation.smk, latent.smk) wait for model.pt, which
+# `train` writes after every snapshot.
 
 
 rule train:
@@ -11,7 +13,6 @@ rule train:
     output:
         model=res("runs/{dataset}/{model}/seed{seed}/model.pt"),
         metrics=res("runs/{dataset}/{model}/seed{seed}/metrics.csv"),
-        snapshots=expand(res("runs/{{dataset}}/{{model}}/seed{{seed}}/snapshots/epoch{epoch}.pt"), epoch=SNAPSHOT_EPOCHS),
     params:
         outdir=lambda w, output: os.path.dirname(output.model),
         settings=settings("train"),
