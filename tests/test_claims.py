@@ -14,7 +14,7 @@ from fisherae.claims import (CLAIM_COLUMNS, CLAIMS, PRIMARY, READINGS, Evidence,
                              sensitivity_table, trajectory_table, trajectory_verdicts)
 from fisherae.cli import main
 from fisherae.errors import UserError
-from fisherae.paper import NOISE_GRID
+from fisherae.paper import NOISE_GRID, model_roles
 from fisherae.run_summaries import find_run_files, run_summaries
 from fisherae.seed_stats import VERDICTS
 
@@ -157,6 +157,15 @@ def test_the_trajectory_per_epoch_and_whether_a_verdict_moves(tmp_path):
     assert moves.loc[("fig1_normalised_bce", "fisher_exp", "final"), "changes"] == "yes"
     assert moves.loc[("fig3_nmi_decay", "fisher_exp", "final"), "changes"] == "no"
     assert PRIMARY.epoch == "final"
+
+
+def test_model_roles_follow_the_specs_not_the_names():
+    models = {"fae": {"method": "fisher_ae", "prior": "polynomial"}, "fae_g": {"method": "fisher_ae", "prior": "gaussian"},
+              "vae": {"method": "vae"}, "wae": {"method": "wae_gan"},
+              "abl": {"method": "fisher_ae", "prior": "polynomial", "fisher_variant": "reparam_total_derivative"}}
+    roles = model_roles(models)
+    assert roles == {"fisher_exp": "fae", "fisher_gauss": "fae_g", "vae": "vae", "wae_gan": "wae", "authors": "abl"}
+    assert "authors" not in model_roles({k: v for k, v in models.items() if k != "abl"})
 
 
 # --------------------------------------------------------------------------- CLI

@@ -30,14 +30,22 @@ def test_every_table1_row_has_exactly_one_role():
 
 
 def test_paper_algorithm_and_roles_read_the_specs():
+    poly = {"method": "fisher_ae", "prior": "polynomial"}
     models = validate_config({"seeds": [0], "datasets": {"mnist": {"source": "embedded"}}, "models": {
-        "a": {"method": "fisher_ae", "prior": "polynomial"}, "b": {"method": "fisher_ae", "prior": "gaussian"},
-        "c": {"method": "vae"}, "d": {"method": "wae_gan"},
-        "e": {"method": "fisher_ae", "prior": "polynomial", "fisher_variant": "reparam_total_derivative"}}})["models"]
+        "a": poly, "b": {"method": "fisher_ae", "prior": "gaussian"}, "c": {"method": "vae"}, "d": {"method": "wae_gan"},
+        "e": {**poly, "fisher_variant": "reparam_total_derivative"},
+        "f": {**poly, "fisher_variant": "total_derivative_stability"},
+        "g": {**poly, "fisher_variant": "detached_decoder_score"},
+        "h": {**poly, "poly_order": 4, "poly_normalisable": True}}})["models"]
     assert {name: paper.paper_algorithm(spec) for name, spec in models.items()} == {
-        "a": "Fisher AE (Exp. prior)", "b": "Fisher AE (Gaussian prior)", "c": "VAE", "d": "WAE-GAN", "e": None}
+        "a": "Fisher AE (Exp. prior)", "b": "Fisher AE (Gaussian prior)", "c": "VAE", "d": "WAE-GAN", "e": None,
+        "f": None, "g": None, "h": None}
     assert paper.model_roles(models) == {"fisher_exp": "a", "fisher_gauss": "b", "vae": "c", "wae_gan": "d",
-                                         "ablation": "e"}
+                                         "authors": "e", "stability_only": "f", "detach_only": "g",
+                                         "fisher_normalisable": "h"}
+    # a model entry without its own poly_normalisable takes training.poly_normalisable's
+    assert paper.role_of(models["a"], default_normalisable=True).name == "fisher_normalisable"
+    assert paper.role_of(models["h"], default_normalisable=True).name == "fisher_normalisable"
 
 
 def test_the_registry_is_a_leaf():

@@ -505,3 +505,62 @@ def test_cli_train_input_errors_exit_2_without_traceback(tmp_path, problem, expe
     assert result.returncode == 2
     assert expected in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "run" / "model.pt").exists()
+
+
+# --------------------------------------------------------------------------- snapshots and per-model settings
+
+def test_snapshots_are_the_models_of_their_epochs_and_survive_a_resume(tmp_path):
+    """snapshots/epoch<E>.pt holds the weights after epoch E (those of a run stopped there), its
+    metadata says so, and commands read it like model.pt."""
+    config = make_config(epochs=3, snapshot_epochs=[1, 2])
+    whole = train(config, "mnist", "fisher_ae_poly", 0, tmp_path / "whole", "cpu", progress=False)
+    short = train(make_config(epochs=2), "mnist", "fisher_ae_poly", 0, tmp_path / "short", "cpu", progress=False)
+    snapshot = tmp_path / "whole/snapshots/epoch2.pt"
+    assert_identical(state(load_model(snapshot)), state(load_model(short)))
+    meta = load_model_payload(snapshot)["metadata"]
+    assert (meta["epoch"], meta["epochs"]) == (2, 3) and load_model_payload(whole)["metadata"]["epoch"] == 3
+    assert training.trained_differences(config, meta, "mnist", "fisher_ae_poly") == []
+    assert sorted(p.name for p in (tmp_path / "whole/snapshots").iterdir()) == ["epoch1.pt", "epoch2.pt"]
+
+
+def test_a_snapshot_that_cannot_be_made_is_refused_before_training(tmp_path):
+    with pytest.raises(ConfigError, match="snapshot_epochs: 2 is not below training.epochs = 2"):
+        train(make_config(epochs=2, snapshot_epochs=[2]), "mnist", "vae", 0, tmp_path / "a", "cpu", progress=False)
+    train(make_config(epochs=1), "mnist", "vae", 0, tmp_path / "b", "cpu", progress=False)
+    with pytest.raises(ConfigError, match=r"epoch1.pt is missing but .*checkpoint.pt is already past epoch 1"):
+        train(make_config(epochs=2, snapshot_epochs=[1]), "mnist", "vae", 0, tmp_path / "b", "cpu", progress=False)
+
+
+def test_a_model_entry_overrides_the_prior_order_and_form():
+    config = make_config()
+    config["models"]["fisher_ae_k4"] = {"method": "fisher_ae", "prior": "polynomial", "fisher_variant": "exact",
+                                        "poly_order": 4, "poly_normalisable": True}
+    spec, shared = model_spec(config, "mnist", "fisher_ae_k4"), model_spec(config, "mnist", "fisher_ae_poly")
+    assert (spec.poly_order, spec.poly_normalisable) == (4, True) and (shared.poly_order, shared.poly_normalisable) == (5, False)
+    assert training.relevant_config(config, "mnist", "fisher_ae_k4", 0)["model"] == {
+        "method": "fisher_ae", "prior": "polynomial", "fisher_variant": "exact", "poly_order": 4, "poly_normalisable": True}
+    config["models"]["fisher_ae_k4"].update(poly_order=5, poly_normalisable=True)
+    with pytest.raises(ConfigError, match="models.fisher_ae_k4 on datasets.mnist"):
+        model_spec(config, "mnist", "fisher_ae_k4")  # an odd order has no normalisable form
+
+
+def test_the_wae_cost_scale_is_a_training_setting_that_older_files_lack(tmp_path):
+    """Scaling the cost by c with lambda equals lambda / c unscaled up to the factor c; model files
+    written before cost_scale existed count as c = 1."""
+    from fisherae.losses import wae_autoencoder_loss
+    from fisherae.models import LatentAdversary
+    torch.manual_seed(0)
+    decoder, adversary = torch.nn.Linear(3, 5), LatentAdversary(3, 8)
+    x, z = torch.rand(4, 5), torch.randn(4, 3)
+    scaled = wae_autoencoder_loss(decoder, adversary, x, z, lam=10.0, cost_scale=0.05).loss
+    plain = wae_autoencoder_loss(decoder, adversary, x, z, lam=200.0).loss
+    torch.testing.assert_close(scaled, 0.05 * plain)
+    config = make_config()
+    path = train(config, "mnist", "wae_gan", 0, tmp_path, "cpu", progress=False)
+    meta = load_model_payload(path)["metadata"]
+    assert meta["training_config"]["training"]["wae_gan"]["cost_scale"] == 1.0
+    del meta["training_config"]["training"]["wae_gan"]["cost_scale"]
+    assert training.trained_differences(config, meta, "mnist", "wae_gan") == []
+    config["training"]["wae_gan"]["cost_scale"] = 0.05
+    assert training.trained_differences(config, meta, "mnist", "wae_gan") == [
+        "training.wae_gan.cost_scale (1.0 -> 0.05)"]

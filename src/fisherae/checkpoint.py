@@ -24,6 +24,7 @@ MODEL_FORMAT = "fisherae-model-v1"
 # The files of a training run (fisherae.training writes them): the resumable state after every
 # epoch, in its own format, and the final model file.
 CHECKPOINT_FORMAT, CHECKPOINT_FILE, MODEL_FILE = "fisherae-checkpoint-v1", "checkpoint.pt", "model.pt"
+SNAPSHOT_DIR = "snapshots"  # snapshots/epoch<E>.pt beside model.pt: the model after epoch E (training.snapshot_epochs)
 RETRAIN = "retrain it with `python -m fisherae train --config CFG --dataset D --model M --seed S --outdir DIR`"
 
 

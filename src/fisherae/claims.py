@@ -384,7 +384,8 @@ def evidence_of(config: dict, runs: pd.DataFrame) -> Evidence:
     from fisherae.paper import model_roles
 
     models = config["models"]
-    return Evidence(runs=runs[runs["model"].isin(list(models))].reset_index(drop=True), roles=model_roles(models),
+    roles = model_roles(models, config["training"]["poly_normalisable"])
+    return Evidence(runs=runs[runs["model"].isin(list(models))].reset_index(drop=True), roles=roles,
                     labels={name: spec.get("label", name) for name, spec in models.items()},
                     grid_sigma2=float(config["evaluation"]["grids"]["noise_sigma2"].get("mnist", 0.2)))
 

@@ -39,10 +39,12 @@ _TEST_SPLIT = ("datasets.{dataset}.source", "datasets.{dataset}.n_test")
 # training.epochs is not part of it: a checkpoint at epoch e resumes under any epochs >= e.
 TRAINED = (*_DATA, "datasets.{dataset}.validation_size", "datasets.{dataset}.latent_dim", "datasets.{dataset}.width", "datasets.{dataset}.wae_lambda",
            "models.{model}.method", "models.{model}.prior", "models.{model}.fisher_variant",
+           "models.{model}.poly_order", "models.{model}.poly_normalisable",
            "training.batch_size", "training.lr", "training.betas", "training.n_samples", "training.decoder_var",
            "training.poly_order", "training.poly_normalisable", "training.wae_gan")
 _MODEL_FILE = (*TRAINED, "training.epochs")
-_ROLES = ("models.*.method", "models.*.prior", "models.*.fisher_variant")  # a model's role in the paper
+_ROLES = ("models.*.method", "models.*.prior", "models.*.fisher_variant", "models.*.poly_normalisable",
+          "training.poly_normalisable")  # a model's role (fisherae.paper.ROLES)
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ class Reads:
 
 READS = {
     "data": Reads(_DATA),
-    "train": Reads((*TRAINED, "training.epochs")),
+    "train": Reads((*TRAINED, "training.epochs", "training.snapshot_epochs")),
     "sample": Reads(("evaluation.sampling", "evaluation.fid.n_draws", "evaluation.fid.n_samples"), _MODEL_FILE),
     "noise-sweep": Reads((*_TEST_SPLIT, "evaluation.noise_sweep.sigma2.{dataset}", "evaluation.noise_sweep.batch_size",
                           "evaluation.noise_sweep.noise_seed"), _MODEL_FILE),

@@ -12,7 +12,15 @@ from torch.nn import functional as F
 
 from fisherae.priors import GaussianPrior
 
-FISHER_VARIANTS = ("exact", "reparam_total_derivative")
+# The Fisher AE loss variants, as (stability at fixed z, decoder score with its graph): the paper's
+# eq. 10 ("exact"), the authors' public code (KhalilElkhalil/Fisher-Auto-Encoders, ali_mod/nets.py:
+# total-derivative stability and a detached decoder score), and each of those two factors alone.
+FISHER_VARIANTS = {
+    "exact": (True, True),
+    "reparam_total_derivative": (False, False),
+    "total_derivative_stability": (False, True),
+    "detached_decoder_score": (True, False),
+}
 
 
 @dataclass
@@ -37,7 +45,7 @@ class VAETerms:
 
 @dataclass
 class WAETerms:
-    """Per-sample WAE-GAN encoder/decoder objective: cost ||x - f(z)||^2 and lambda * GAN penalty."""
+    """Per-sample WAE-GAN encoder/decoder objective: cost c * ||x - f(z)||^2 and lambda * GAN penalty."""
 
     reconstruction: torch.Tensor
     penalty: torch.Tensor
@@ -70,16 +78,18 @@ def fisher_ae_loss(encoder: nn.Module, decoder: nn.Module, prior: nn.Module, x: 
     reconstruction = 1/2 ||x - f(z)||^2 / decoder_var^2  (Hyvarinen score of N(f(z), v I))
     stability      = 1/2 ||grad_x log q(z|x)||^2, the partial derivative at fixed z.
 
-    ``variant='reparam_total_derivative'`` reproduces a variant found in public code,
-    for ablation only: the stability gradient is the total derivative of
-    log q(z(x), x) after reparameterisation (= -grad_x sum_j log sigma_j(x)) and
-    grad_z log p(x|z) is detached from the graph.
+    ``variant`` (FISHER_VARIANTS) changes two factors of eq. 10 for ablation:
+    'total_derivative_stability' takes the stability gradient as the total derivative of
+    log q(z(x), x) after reparameterisation (= -grad_x sum_j log sigma_j(x));
+    'detached_decoder_score' detaches grad_z log p(x|z) from the graph, so the decoder is not
+    trained through the posterior term; 'reparam_total_derivative' does both, as the authors'
+    public code does.
     """
     if variant not in FISHER_VARIANTS:
-        raise ValueError(f"unknown Fisher AE variant {variant!r}: expected one of {FISHER_VARIANTS}")
+        raise ValueError(f"unknown Fisher AE variant {variant!r}: expected one of {', '.join(FISHER_VARIANTS)}")
     if decoder_var <= 0:
         raise ValueError(f"decoder_var must be > 0, got {decoder_var}")
-    exact = variant == "exact"
+    fixed_z, score_graph = FISHER_VARIANTS[variant]
     x = x.detach().requires_grad_(True)
     mu, logvar = encoder(x)
     eps = draw_eps(mu, n_samples, eps, generator)
@@ -90,7 +100,7 @@ def fisher_ae_loss(encoder: nn.Module, decoder: nn.Module, prior: nn.Module, x: 
     x_target = x.detach().expand(n_draws, *x.shape).reshape(n_draws * batch, *x.shape[1:])
     residual = (x_target - decoder(z)).flatten(1)
     log_lik = -0.5 * residual.pow(2).sum(1) / decoder_var
-    decoder_score, = torch.autograd.grad(log_lik.sum(), z, create_graph=exact, retain_graph=True)
+    decoder_score, = torch.autograd.grad(log_lik.sum(), z, create_graph=score_graph, retain_graph=True)
 
     posterior_score = -eps * inv_sigma  # grad_z log q(z|x) at the drawn z
     mismatch = posterior_score - prior.score(z).view_as(eps) - decoder_score.view_as(eps)
@@ -98,20 +108,21 @@ def fisher_ae_loss(encoder: nn.Module, decoder: nn.Module, prior: nn.Module, x: 
     reconstruction = 0.5 * residual.pow(2).sum(1).view(n_draws, batch).mean(0) / decoder_var**2
     stability = torch.stack([
         0.5 * grad_x.flatten(1).pow(2).sum(1)
-        for grad_x in _encoder_input_scores(mu, logvar, x, eps, inv_sigma, exact)
+        for grad_x in _encoder_input_scores(mu, logvar, x, eps, inv_sigma, fixed_z)
     ]).mean(0)
     return FisherAETerms(posterior, reconstruction, stability, (posterior + reconstruction + stability).mean())
 
 
-def _encoder_input_scores(mu, logvar, x, eps, inv_sigma, exact):
-    """grad_x log q(z^(l)|x) for each draw l, with the graph kept for training.
+def _encoder_input_scores(mu, logvar, x, eps, inv_sigma, fixed_z):
+    """grad_x log q(z^(l)|x) for each draw l, with the graph kept for training: the partial
+    derivative at fixed z, or (``fixed_z`` False) the total derivative through z(x).
 
     At fixed z, d log q / d mu = (z - mu)/sigma^2 = eps/sigma and
     d log q / d logvar = ((z - mu)^2/sigma^2 - 1)/2 = (eps^2 - 1)/2, so the gradient is
     one vector-Jacobian product of the encoder per draw. The cotangent eps/sigma keeps
     its dependence on the encoder's parameters, as z = mu + sigma*eps does."""
     for eps_l in eps:
-        if exact:
+        if fixed_z:
             outputs, cotangents = (mu, logvar), (eps_l * inv_sigma, 0.5 * (eps_l.pow(2) - 1))
         else:
             outputs, cotangents = (logvar,), (torch.full_like(logvar, -0.5),)
@@ -152,10 +163,11 @@ def wae_encode(encoder: nn.Module, x: torch.Tensor, stochastic: bool = False,
 
 
 def wae_autoencoder_loss(decoder: nn.Module, adversary: nn.Module, x: torch.Tensor,
-                         z: torch.Tensor, lam: float) -> WAETerms:
-    """Encoder/decoder step of WAE-GAN: ||x - f(z)||^2 + lambda * (-log D(z)), the
-    non-saturating GAN penalty that pushes Q_Z towards P_Z."""
-    reconstruction = (x - decoder(z)).flatten(1).pow(2).sum(1)
+                         z: torch.Tensor, lam: float, cost_scale: float = 1.0) -> WAETerms:
+    """Encoder/decoder step of WAE-GAN: c * ||x - f(z)||^2 + lambda * (-log D(z)), the
+    non-saturating GAN penalty that pushes Q_Z towards P_Z. The WAE reference code takes
+    c = 0.05 with lambda = 10: up to the factor c, the objective of lambda / c = 200 with c = 1."""
+    reconstruction = cost_scale * (x - decoder(z)).flatten(1).pow(2).sum(1)
     logits = adversary(z)
     penalty = lam * F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits), reduction="none")
     return WAETerms(reconstruction, penalty, (reconstruction + penalty).mean())

@@ -64,42 +64,53 @@ TABLE1 = Table(
 
 @dataclass(frozen=True)
 class Role:
-    """A part a configured model plays in the paper's comparisons, and its row of Table 1 (None
-    for the ablation, which the paper does not report)."""
+    """A part a configured model plays in the comparisons: the paper's arms (with their row of
+    Table 1), the authors' public code, the two factors in which that code departs from eq. 10,
+    and, beyond the paper, the normalisable polynomial prior (K even, sampled exactly)."""
 
     name: str
     method: str
     prior: str | None = None
     variant: str = "exact"
+    normalisable: bool = False  # the polynomial prior's normalisable form (polynomial priors only)
     table1: str | None = None
 
-    def matches(self, spec: dict) -> bool:
-        return (spec["method"] == self.method and (self.prior is None or spec.get("prior") == self.prior)
-                and spec.get("fisher_variant", "exact") == self.variant)
+    def matches(self, spec: dict, default_normalisable: bool = False) -> bool:
+        """Whether the model entry ``spec`` plays this role (``default_normalisable``: the
+        training.poly_normalisable its entry falls back on)."""
+        if spec["method"] != self.method or spec.get("fisher_variant", "exact") != self.variant:
+            return False
+        if self.prior is None:
+            return True
+        normalisable = spec.get("poly_normalisable", default_normalisable)
+        return spec.get("prior") == self.prior and (self.prior != "polynomial" or normalisable == self.normalisable)
 
 
 ROLES = (Role("fisher_exp", "fisher_ae", "polynomial", table1="Fisher AE (Exp. prior)"),
          Role("fisher_gauss", "fisher_ae", "gaussian", table1="Fisher AE (Gaussian prior)"),
          Role("vae", "vae", table1="VAE"), Role("wae_gan", "wae_gan", table1="WAE-GAN"),
-         Role("ablation", "fisher_ae", "polynomial", "reparam_total_derivative"))
+         Role("authors", "fisher_ae", "polynomial", "reparam_total_derivative"),
+         Role("stability_only", "fisher_ae", "polynomial", "total_derivative_stability"),
+         Role("detach_only", "fisher_ae", "polynomial", "detached_decoder_score"),
+         Role("fisher_normalisable", "fisher_ae", "polynomial", normalisable=True))
 
 
-def role_of(spec: dict) -> Role | None:
+def role_of(spec: dict, default_normalisable: bool = False) -> Role | None:
     """The role a model with config entry ``spec`` plays (None if it plays none)."""
-    return next((role for role in ROLES if role.matches(spec)), None)
+    return next((role for role in ROLES if role.matches(spec, default_normalisable)), None)
 
 
-def paper_algorithm(spec: dict) -> str | None:
-    """The paper's Table 1 row a configured model reproduces (None for ablations)."""
-    role = role_of(spec)
+def paper_algorithm(spec: dict, default_normalisable: bool = False) -> str | None:
+    """The paper's Table 1 row a configured model reproduces (None for the other arms)."""
+    role = role_of(spec, default_normalisable)
     return role and role.table1
 
 
-def model_roles(models: dict) -> dict[str, str]:
+def model_roles(models: dict, default_normalisable: bool = False) -> dict[str, str]:
     """Role name -> the first configured model (in config order) that plays it."""
     roles = {}
     for role in ROLES:
-        found = [name for name, spec in models.items() if role.matches(spec)]
+        found = [name for name, spec in models.items() if role.matches(spec, default_normalisable)]
         if found:
             roles[role.name] = found[0]
     return roles

@@ -41,8 +41,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from fisherae.checkpoint import (CHECKPOINT_FILE, CHECKPOINT_FORMAT, MODEL_FILE, atomic_torch_save, atomic_write_text,
-                                 save_model, torch_load)
+from fisherae.checkpoint import (CHECKPOINT_FILE, CHECKPOINT_FORMAT, MODEL_FILE, SNAPSHOT_DIR, atomic_torch_save,
+                                 atomic_write_text, save_model, torch_load)
 from fisherae.config_keys import TRAINED, resolve
 from fisherae.errors import ConfigError, TrainingDiverged, UserError
 from fisherae.capture import GraphedStep
@@ -61,7 +61,7 @@ CHECK_EVERY = 50  # batches between the host syncs that check for a non-finite t
 _GRAD = "grad "  # prefix of the gradient-norm entries of a step's output
 # Training settings added after files with a stored training configuration were first written, with
 # the value those files were trained with: a file without the key was trained on the whole split.
-_ADDED = {"data": {"validation_size": 0}}
+_ADDED = {"data": {"validation_size": 0}, "training": {"wae_gan": {"cost_scale": 1.0}}}
 HELD_OUT = "heldout_"  # prefix of the held-out loss terms in metrics.csv
 
 
@@ -81,6 +81,7 @@ def train(config: dict, dataset: str, model: str, seed: int, outdir: str | Path,
     if start > settings["epochs"] + 1:
         raise ConfigError(f"{outdir / CHECKPOINT_FILE} is already at epoch {start - 1}, beyond training.epochs = "
                           f"{settings['epochs']}; raise training.epochs or use another --outdir")
+    run.check_snapshots(start)
     data, held_out = training_batches(config, dataset, device)
     validation = None if held_out is None else _HeldOut(run.step, held_out)
     _say(run.start_line(start, data.n_items, 0 if held_out is None else held_out.n_items))
@@ -89,9 +90,7 @@ def train(config: dict, dataset: str, model: str, seed: int, outdir: str | Path,
             run.train_epoch(data, validation, epoch, progress)
     except KeyboardInterrupt as stop:
         raise run.interrupted(stop) from None
-    metadata = {"dataset": dataset, "model": model, "seed": seed, "epochs": settings["epochs"], "metrics": run.metrics[-1],
-                "training_config": run.relevant, "fingerprint": run.fingerprint, "torch": str(torch.__version__)}
-    return save_model(outdir / MODEL_FILE, run.model, metadata)
+    return save_model(outdir / MODEL_FILE, run.model, run.model_metadata(settings["epochs"]))
 
 
 def _say(line: str) -> None:
@@ -118,13 +117,15 @@ def model_spec(config: dict, dataset: str, model: str) -> ModelSpec:
     data, entry, settings = config["datasets"][dataset], config["models"][model], config["training"]
     method = entry["method"]
     extra = {"wae_gan": {"wae_lambda": data.get("wae_lambda", settings["wae_gan"]["lambda"]),
-                         "stochastic_encoder": settings["wae_gan"]["stochastic_encoder"]},
+                         "stochastic_encoder": settings["wae_gan"]["stochastic_encoder"],
+                         "cost_scale": settings["wae_gan"]["cost_scale"]},
              "vae": {"n_samples": settings["n_samples"], "decoder_var": settings["decoder_var"]},
              "fisher_ae": {"n_samples": settings["n_samples"], "decoder_var": settings["decoder_var"],
                            "fisher_variant": entry["fisher_variant"]}}[method]
     try:
         spec = ModelSpec(method, dataset, entry["prior"], data.get("latent_dim"), data["width"],
-                         settings["poly_order"], settings["poly_normalisable"], extra)
+                         entry.get("poly_order", settings["poly_order"]),
+                         entry.get("poly_normalisable", settings["poly_normalisable"]), extra)
         build_prior(spec.prior, spec.latent, spec.poly_order, spec.poly_normalisable)  # e.g. odd normalisable order
     except ValueError as err:
         raise ConfigError(f"models.{model} on datasets.{dataset}: {err}") from err
@@ -219,6 +220,28 @@ class _Run:
         held = f", {n_held_out} held out for the validation loss" if n_held_out else ""
         return f"{self.prefix}: {what}; {n_train} training images{held}"
 
+    def model_metadata(self, epoch: int) -> dict:
+        """The metadata of the model file of ``epoch``: model.pt (epoch == epochs) or a snapshot."""
+        return {"dataset": self.dataset, "model": self.name, "seed": self.seed, "epoch": epoch,
+                "epochs": self.config["training"]["epochs"], "metrics": self.metrics[epoch - 1],
+                "training_config": self.relevant, "fingerprint": self.fingerprint, "torch": str(torch.__version__)}
+
+    def snapshot_path(self, epoch: int) -> Path:
+        return self.outdir / SNAPSHOT_DIR / f"epoch{epoch}.pt"
+
+    def check_snapshots(self, start: int) -> None:
+        """ConfigError for a snapshot epoch at or past ``epochs``, or one already trained past whose
+        file is missing (snapshot_epochs added after the checkpoint was written)."""
+        epochs = self.config["training"]["epochs"]
+        for epoch in self.config["training"]["snapshot_epochs"]:
+            if epoch >= epochs:
+                raise ConfigError(f"training.snapshot_epochs: {epoch} is not below training.epochs = {epochs} "
+                                  "(model.pt is the model of the last epoch); list earlier epochs only")
+            if epoch < start and not self.snapshot_path(epoch).exists():
+                raise ConfigError(f"{self.snapshot_path(epoch)} is missing but {self.outdir / CHECKPOINT_FILE} "
+                                  f"is already past epoch {epoch}; delete the checkpoint to train again with "
+                                  "this snapshot, or drop the epoch from training.snapshot_epochs")
+
     def interrupted(self, stop: KeyboardInterrupt) -> Interrupted:
         """The Interrupted to raise for ``stop`` (Ctrl-C or SIGTERM), saying what is kept."""
         path, epochs = self.outdir / CHECKPOINT_FILE, self.config["training"]["epochs"]
@@ -254,6 +277,8 @@ class _Run:
         self.metrics.append({"epoch": epoch, **means, **held, "seconds": round(seconds, 3)})
         line = self._epoch_line(epoch, means, held, seconds, data.n_items)
         with uninterrupted():
+            if epoch in settings["snapshot_epochs"]:  # before the checkpoint: a checkpoint past it implies it
+                save_model(self.snapshot_path(epoch), self.model, self.model_metadata(epoch))
             atomic_torch_save({"format": CHECKPOINT_FORMAT, "epoch": epoch, "fingerprint": self.fingerprint,
                                "training_config": self.relevant, "model": self.model.state_dict(),
                                "optimisers": {k: o.state_dict() for k, o in self.optimisers.items()},
@@ -454,7 +479,7 @@ def _wae_gan_step(run: TrainingStep, x: torch.Tensor, z_prior: torch.Tensor, *ep
     z = wae_encode(model.encoder, x, extra["stochastic_encoder"], eps=eps[0] if eps else None)
     adversary_loss = wae_adversary_loss(model.adversary, z_prior, z)
     run.update("adversary", adversary_loss)
-    terms = wae_autoencoder_loss(model.decoder, model.adversary, x, z, extra["wae_lambda"])
+    terms = wae_autoencoder_loss(model.decoder, model.adversary, x, z, extra["wae_lambda"], extra.get("cost_scale", 1.0))
     run.update("autoencoder", terms.loss)
     return {"loss": terms.loss, "reconstruction": terms.reconstruction.mean(), "penalty": terms.penalty.mean(),
             "adversary": adversary_loss}
@@ -474,9 +499,16 @@ _NOISE: dict[str, Callable[[ModelSpec, int], list[tuple[int, ...]]]] = {
 }
 
 
-def _with_added(stored: dict) -> dict:
-    """A stored training configuration with the settings added since (``_ADDED``) filled in."""
-    return {**stored, **{section: {**keys, **stored.get(section, {})} for section, keys in _ADDED.items()}}
+def _with_added(stored: dict, added: dict = _ADDED) -> dict:
+    """A stored training configuration with the settings added since (``_ADDED``) filled in where
+    the stored one has their section (a WAE-GAN cost scale only where WAE-GAN settings are stored)."""
+    filled = dict(stored)
+    for key, value in added.items():
+        if isinstance(value, dict) and isinstance(stored.get(key), dict):
+            filled[key] = _with_added(stored[key], value)
+        elif key not in stored and not isinstance(value, dict):
+            filled[key] = value
+    return filled
 
 
 def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
