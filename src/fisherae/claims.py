@@ -96,8 +96,7 @@ class Claim:
         return ARMS if ARM in (self.ours, *self.others) else (FACTORS if self.pairs else self.ours,)
 
     def comparisons(self, arm: str) -> list[tuple[str, str]]:
-        return list(self.pairs) or [(r.format(arm=arm), o.format(arm=arm)) for r, o in
-                                    ((self.ours, other) for other in self.others)]
+        return list(self.pairs) or [(self.ours.format(arm=arm), other.format(arm=arm)) for other in self.others]
 
     @property
     def curve(self) -> bool:
@@ -107,45 +106,45 @@ class Claim:
 
 WHAT = {"error": "Figure 1 error curve", "bce": "BCE curve", "nmi": "NMI curve", "nmi_drop": "NMI drop from σ² = 0 to "
         "the end", "bce_grid": "BCE at the grid's σ²", "clean_bce": "clean BCE", "fid": "domain FID"}
-_LOW_BCE, _HIGH_NMI = -1, 1
+LOWER, HIGHER, WITHIN = -1, 1, 0  # a claim's direction: ours lower, higher, or comparable
 STABILITY = (("fisher_exp", "stability_only"), ("detach_only", "authors"))  # fixed z vs total derivative
 DETACH = (("fisher_exp", "detach_only"), ("stability_only", "authors"))  # decoder score kept vs detached
 CLAIMS = (
     Claim("fig1_normalised_bce", "Figure 1", "the Fisher AE (Exp. prior) is more robust to input noise: its "
-          "normalised BCE grows least with σ²", "error", _LOW_BCE, ARM, ("vae", "wae_gan"), caution=True),
+          "normalised BCE grows least with σ²", "error", LOWER, ARM, ("vae", "wae_gan"), caution=True),
     Claim("fig1_normalised_bce_gaussian_prior", "Figure 1", "the same for the Fisher AE with a Gaussian prior",
-          "error", _LOW_BCE, "fisher_gauss", ("vae", "wae_gan"), caution=True),
+          "error", LOWER, "fisher_gauss", ("vae", "wae_gan"), caution=True),
     Claim("fig1_bce_noisy", "Figure 1, Figure 2 (row 1)", "the Fisher AE (Exp. prior) reconstructs noisy inputs "
-          "better, in absolute BCE", "bce", _LOW_BCE, ARM, ("vae", "wae_gan")),
+          "better, in absolute BCE", "bce", LOWER, ARM, ("vae", "wae_gan")),
     Claim("fig3_nmi", "Figure 3", "the Fisher AE (Exp. prior) keeps its latent clusters under noise better: higher "
-          "NMI", "nmi", _HIGH_NMI, ARM, ("vae", "wae_gan")),
+          "NMI", "nmi", HIGHER, ARM, ("vae", "wae_gan")),
     Claim("fig3_nmi_decay", "Figure 3", "the Fisher AE's NMI decays slowly with σ²; the VAE's and WAE-GAN's decay "
-          "faster", "nmi_drop", -1, ARM, ("vae", "wae_gan"), caution=True),
+          "faster", "nmi_drop", LOWER, ARM, ("vae", "wae_gan"), caution=True),
     Claim("fig2_wae_gan_fails_on_noise", "Figure 2 (row 1)", "WAE-GAN fails to reconstruct noisy test digits "
-          "(the grid's σ²), unlike the Fisher AE and the VAE", "bce_grid", 1, "wae_gan", (ARM, "vae")),
+          "(the grid's σ²), unlike the Fisher AE and the VAE", "bce_grid", HIGHER, "wae_gan", (ARM, "vae")),
     Claim("fig2_reconstruction_comparable", "Figure 2 (row 2)", "the Fisher AE's test reconstructions are "
-          "comparable to WAE-GAN's", "clean_bce", 0, ARM, ("wae_gan",)),
+          "comparable to WAE-GAN's", "clean_bce", WITHIN, ARM, ("wae_gan",)),
     Claim("fig2_wae_gan_best_samples", "Figure 2 (row 3)", "WAE-GAN gives the best random samples (lowest domain "
-          "FID)", "fid", -1, "wae_gan", (ARM, "vae")),
+          "FID)", "fid", LOWER, "wae_gan", (ARM, "vae")),
     Claim("table1_order_exp_prior", "Table 1 (CelebA; MNIST analogue)", "the Fisher AE with the exponential-family "
-          "prior samples better than the Gaussian-prior Fisher AE and the VAE", "fid", -1, ARM,
+          "prior samples better than the Gaussian-prior Fisher AE and the VAE", "fid", LOWER, ARM,
           ("fisher_gauss", "vae")),
     Claim("factor_stability_normalised_bce", "Figure 1 (2x2)", "the stability term at fixed z (paper) is more robust "
-          "than its total derivative (authors' code), the decoder-score detach held fixed", "error", _LOW_BCE,
+          "than its total derivative (authors' code), the decoder-score detach held fixed", "error", LOWER,
           caution=True, pairs=STABILITY),
     Claim("factor_stability_nmi", "Figure 3 (2x2)", "the same factor: the stability term at fixed z keeps higher NMI",
-          "nmi", _HIGH_NMI, pairs=STABILITY),
+          "nmi", HIGHER, pairs=STABILITY),
     Claim("factor_detach_normalised_bce", "Figure 1 (2x2)", "keeping the decoder score's graph (paper) is more robust "
-          "than detaching it (authors' code), the stability term held fixed", "error", _LOW_BCE, caution=True,
+          "than detaching it (authors' code), the stability term held fixed", "error", LOWER, caution=True,
           pairs=DETACH),
     Claim("factor_detach_nmi", "Figure 3 (2x2)", "the same factor: keeping the decoder score's graph keeps higher NMI",
-          "nmi", _HIGH_NMI, pairs=DETACH),
+          "nmi", HIGHER, pairs=DETACH),
 )
 
 
 def criterion(claim: Claim) -> str:
     """What the claim's verdict tests, in words."""
-    if claim.direction == 0:
+    if claim.direction == WITHIN:
         return f"{WHAT[claim.quantity]} within ±{COMPARABLE:.0%} of the baseline's seed mean (95 % interval)"
     side = "higher" if claim.direction > 0 else "lower"
     return f"{side} {WHAT[claim.quantity]} than each baseline: Welch 95 % interval of the seed-mean difference"
@@ -171,15 +170,18 @@ class Evidence:
         return rows.set_index("seed")["value"].sort_index()
 
     def epochs(self, model: str) -> list[str]:
-        """The epochs of ``model`` with a clean BCE: snapshot epochs ascending, then the final one."""
-        found = set(self.runs.loc[(self.runs["model"] == model) & (self.runs["quantity"] == "clean_bce"), "epoch"])
-        return sorted(found - {FINAL}, key=int) + ([FINAL] if FINAL in found else [])
+        """The epochs at which ``model`` has a clean BCE."""
+        runs = self.runs[self.runs["model"] == model]
+        return epoch_order(runs.loc[runs["quantity"] == "clean_bce", "epoch"])
 
     def clean_mean(self, model: str, epoch: str) -> float:
         return float(self.seed_values(model, "clean_bce", "clean", epoch).mean())
 
-    def label(self, role: str) -> str:
-        return self.labels.get(self.roles.get(role, ""), role)
+
+def epoch_order(epochs) -> list[str]:
+    """Distinct epochs: the snapshot epochs ascending, then the final one."""
+    found = set(epochs)
+    return sorted(found - {FINAL}, key=int) + ([FINAL] if FINAL in found else [])
 
 
 def matched_epochs(ev: Evidence, a: str, b: str) -> tuple[str, str]:
@@ -226,7 +228,7 @@ def compare(ev: Evidence, claim: Claim, reading: Reading, ours: str, other: str)
     missing = [m for m, v in ((a, va), (b, vb)) if v.empty]
     if missing:
         found = Verdict(INCONCLUSIVE, f"{NO_VALUE}: {quantity} ({what}) of {', '.join(missing)}")
-    elif claim.direction == 0:
+    elif claim.direction == WITHIN:
         found = judge_within(d, COMPARABLE * abs(float(vb.mean())))
     else:
         found = judge(d, claim.direction)
@@ -341,17 +343,11 @@ TRAJECTORY_COLUMNS = ["role", "model", "epoch", "quantity", "reading", "n_seeds"
 TRAJECTORY_QUANTITIES = ("error", "nmi")  # the primary Figure 1 and Figure 3 summaries
 
 
-def all_epochs(ev: Evidence) -> list[str]:
-    """Every epoch of the runs: snapshot epochs ascending, then the final one."""
-    found = set(ev.runs["epoch"])
-    return sorted(found - {FINAL}, key=int) + ([FINAL] if FINAL in found else [])
-
-
 def trajectory_table(ev: Evidence) -> pd.DataFrame:
     """TRAJECTORY_COLUMNS: the primary Figure 1 and 3 summaries of each role's model at each
     epoch, mean and 95 % interval over seeds."""
     rows = []
-    for epoch in all_epochs(ev):
+    for epoch in epoch_order(ev.runs["epoch"]):
         for role, model in ev.roles.items():
             for q in TRAJECTORY_QUANTITIES:
                 quantity, reading = PRIMARY.locate(q, ev.grid_sigma2)
@@ -369,7 +365,7 @@ def trajectory_verdicts(ev: Evidence) -> pd.DataFrame:
     """TRAJECTORY_VERDICT_COLUMNS: the Figure 1 and 3 claims judged with every model at each
     epoch; ``changes`` says whether a claim's verdict for an arm differs between epochs."""
     rows = []
-    for epoch in all_epochs(ev):
+    for epoch in epoch_order(ev.runs["epoch"]):
         reading = replace(PRIMARY, name=f"epoch {epoch}", epoch=epoch)
         rows += verdict_rows(ev, judge_all(ev, reading, [c for c in CLAIMS if c.curve]), epoch=epoch)
     table = pd.DataFrame(rows, columns=TRAJECTORY_VERDICT_COLUMNS[:6])
