@@ -1,159 +1,255 @@
-"""The computed verdicts of `claims` and the `publish` copy: criteria, ties, roles, bad input."""
+"""The claims judged with the training seed as the unit (synthetic runs with known verdicts), the
+readings that flip them, the trajectory over epochs, the `claims` and `reproduction` commands, and
+the `publish` copy."""
 
 import hashlib
+from dataclasses import replace
 
 import pandas as pd
 import pytest
 import yaml
+from test_run_summaries import write_run
 
-from fisherae.claims import COLLAPSED, Evidence, curve_outcomes, decay, evaluate_claims, outcome, verdict
+from fisherae.claims import (CLAIM_COLUMNS, CLAIMS, PRIMARY, READINGS, Evidence, judge_all, matched_epochs,
+                             sensitivity_table, trajectory_table, trajectory_verdicts)
 from fisherae.cli import main
 from fisherae.errors import UserError
-from fisherae.paper import model_roles
+from fisherae.paper import NOISE_GRID, model_roles
+from fisherae.run_summaries import find_run_files, run_summaries
+from fisherae.seed_stats import VERDICTS
 
-MODELS = {"fae": {"method": "fisher_ae", "prior": "polynomial", "label": "Fisher AE (Exp. prior)"},
-          "fae_g": {"method": "fisher_ae", "prior": "gaussian", "label": "Fisher AE (Gaussian prior)"},
-          "vae": {"method": "vae", "label": "VAE"},
-          "wae": {"method": "wae_gan", "label": "WAE-GAN"},
-          "abl": {"method": "fisher_ae", "prior": "polynomial", "fisher_variant": "reparam_total_derivative",
-                  "label": "ablation"}}
-SIGMA2 = [0.0, 0.5, 1.0]
+ROLES = {"fisher_exp": "fae", "authors": "auth", "stability_only": "stab", "detach_only": "det",
+         "fisher_gauss": "fae_g", "vae": "vae", "wae_gan": "wae"}
+# Per model: the known curves of write_run; "jitter" scales the seed-to-seed spread (see runs()).
+SPECS = {"fae": {"clean": 150.0, "slope": 0.1, "mse_slope": 2.0, "nmi0": 0.8, "drop": 0.2, "fid": 20.0},
+         "auth": {"clean": 100.0, "slope": 0.2, "mse_slope": 0.2, "nmi0": 0.9, "drop": 0.6, "fid": 22.0,
+                  "error_ratio": 0.95, "jitter": 2},
+         "stab": {"clean": 100.0, "slope": 0.3, "nmi0": 0.7, "drop": 0.3},
+         "det": {"clean": 100.0, "slope": 0.15, "nmi0": 0.7, "drop": 0.3},
+         "fae_g": {"clean": 120.0, "slope": 0.5, "fid": 25.0},
+         "vae": {"clean": 90.0, "slope": 0.4, "mse_slope": 0.5, "nmi0": 0.8, "drop": 0.6, "fid": 30.0},
+         "wae": {"clean": 80.0, "slope": 0.8, "mse_slope": 1.0, "nmi0": 0.9, "drop": 0.6, "fid": 10.0}}
+SNAPSHOTS = {"fae": {"clean": 200.0, "slope": 0.1}, "vae": {"clean": 190.0, "slope": 0.05},
+             "wae": {"clean": 300.0, "slope": 0.8}}  # epoch 2: the VAE, less trained, is flatter
 
 
-def curves(values: dict[str, list[float]], sd: float = 0.0, n: int = 4) -> pd.DataFrame:
-    return pd.DataFrame([{"model": m, "sigma2": s, "mean": v, "sd": sd, "n_values": n}
-                         for m, vs in values.items() for s, v in zip(SIGMA2, vs)])
+def seed_spec(spec: dict, seed: int) -> dict:
+    """``spec`` moved by seed (seeds 0, 1, 2: offsets -1, 0, +1 times the model's jitter), so that every
+    arm has a spread and the seed mean is the spec's value."""
+    step = (seed - 1) * spec.get("jitter", 1)
+    moves = {"clean": 1.0, "slope": 0.01, "mse_slope": 0.01, "nmi0": 0.01, "drop": 0.01, "fid": 0.5}
+    return {k: v + moves.get(k, 0) * step for k, v in spec.items() if k != "jitter"}
+
+
+def runs(root, specs=SPECS, seeds=(0, 1, 2), snapshots=None):
+    for model, spec in specs.items():
+        for seed in seeds:
+            write_run(root, model, seed, seed_spec(spec, seed))
+            if model in (snapshots or {}):
+                write_run(root, model, seed, seed_spec({**spec, **snapshots[model]}, seed), epoch=2)
+
+
+def evidence(tmp_path, snapshots=None) -> Evidence:
+    runs(tmp_path, snapshots=snapshots)
+    table, _ = run_summaries(find_run_files(tmp_path))
+    return Evidence(table, ROLES, {m: m.upper() for m in SPECS}, 0.2)
+
+
+def verdicts(judged) -> dict[tuple[str, str], str]:
+    return {(j.claim.claim, j.arm): j.verdict.verdict for j in judged}
+
+
+def test_every_claim_gets_a_verdict_over_seeds_for_both_arms(tmp_path):
+    judged = judge_all(evidence(tmp_path))
+    found = verdicts(judged)
+    assert found == {
+        ("fig1_normalised_bce", "fisher_exp"): "reproduced",
+        ("fig1_normalised_bce", "authors"): "inconclusive",  # reproduced, but its encoder is collapsed
+        ("fig1_normalised_bce_gaussian_prior", "fisher_gauss"): "contradicted",  # steeper than the VAE
+        ("fig1_bce_noisy", "fisher_exp"): "contradicted",
+        ("fig1_bce_noisy", "authors"): "inconclusive",  # beats WAE-GAN, ties the VAE within its wider spread
+        ("fig3_nmi", "fisher_exp"): "reproduced",
+        ("fig3_nmi", "authors"): "inconclusive",  # ties WAE-GAN (equal seed means)
+        ("fig3_nmi_decay", "fisher_exp"): "reproduced", ("fig3_nmi_decay", "authors"): "inconclusive",
+        ("fig2_wae_gan_fails_on_noise", "fisher_exp"): "contradicted",
+        ("fig2_wae_gan_fails_on_noise", "authors"): "contradicted",
+        ("fig2_reconstruction_comparable", "fisher_exp"): "contradicted",
+        ("fig2_reconstruction_comparable", "authors"): "contradicted",
+        ("fig2_wae_gan_best_samples", "fisher_exp"): "reproduced", ("fig2_wae_gan_best_samples", "authors"): "reproduced",
+        ("table1_order_exp_prior", "fisher_exp"): "reproduced", ("table1_order_exp_prior", "authors"): "reproduced",
+        ("factor_stability_normalised_bce", "2x2"): "reproduced",
+        ("factor_detach_normalised_bce", "2x2"): "contradicted",  # total derivative + detach beats the stability cell
+        ("factor_stability_nmi", "2x2"): "contradicted", ("factor_detach_nmi", "2x2"): "contradicted"}
+    reasons = {(j.claim.claim, j.arm): j.verdict.reason for j in judged}
+    assert reasons[("fig1_normalised_bce", "authors")].startswith("reproduced, but AUTH's clean error is 0.95 ×")
+    assert reasons[("fig3_nmi", "authors")] == "95 % interval includes 0 (a tie)"
+    fig1 = next(j for j in judged if j.claim.claim == "fig1_normalised_bce" and j.arm == "fisher_exp")
+    vae = fig1.comparisons[0]
+    assert (vae.versus, vae.model, vae.other, vae.difference.n_a, vae.difference.n_b) == ("vae", "fae", "vae", 3, 3)
+    mean_g = sum(NOISE_GRID[1:]) / 11
+    assert vae.difference.difference == pytest.approx(-0.3 * mean_g)  # seed means 1 + slope * mean(G > 0)
+    assert vae.difference.low < vae.difference.difference < vae.difference.high < 0
+
+
+def test_claims_without_their_models_and_the_factor_claims_without_cells(tmp_path):
+    ev = evidence(tmp_path)
+    judged = judge_all(replace(ev, roles={k: v for k, v in ROLES.items() if k in ("fisher_exp", "vae")}))
+    assert {j.verdict.verdict for j in judged} == {"inconclusive"} and not [j for j in judged if j.arm == "2x2"]
+    assert judged[0].verdict.reason == "not evaluated: no model plays wae_gan"
+    assert judged[1].verdict.reason == "not evaluated: no model plays authors, wae_gan"
+    judged = judge_all(replace(ev, roles={k: v for k, v in ROLES.items() if k != "detach_only"}))
+    factor = next(j for j in judged if j.claim.claim == "factor_stability_normalised_bce")
+    assert [(c.model, c.other) for c in factor.comparisons] == [("fae", "stab")]  # the pair whose cells exist
+
+
+def test_one_seed_is_always_inconclusive(tmp_path):
+    runs(tmp_path, seeds=(0,))
+    table, _ = run_summaries(find_run_files(tmp_path))
+    judged = judge_all(Evidence(table, ROLES, {}, 0.2))
+    assert {j.verdict.verdict for j in judged} == {"inconclusive"}
+    assert {j.verdict.reason for j in judged} == {"one seed"}
+
+
+def test_the_table_has_one_row_per_claim_arm_and_baseline(tmp_path):
+    from fisherae.claims import claims_table
+
+    table = claims_table(judge_all(evidence(tmp_path)))
+    assert list(table.columns) == CLAIM_COLUMNS and set(table["verdict"]) <= set(VERDICTS)
+    row = table[(table["claim"] == "fig1_normalised_bce") & (table["arm"] == "fisher_exp")].set_index("versus")
+    assert list(row.index) == ["vae", "wae_gan"] and list(row["n_seeds"]) == [3, 3]
+    assert (row["ci_low"] < row["difference"]).all() and (row["comparison"] == "reproduced").all()
+    assert len(table) == sum(len(c.pairs) or len(c.others) * len(c.arms()) for c in CLAIMS)
+
+
+def test_matched_clean_error_takes_each_model_at_the_epoch_nearest_the_common_target(tmp_path):
+    ev = evidence(tmp_path, SNAPSHOTS)
+    assert ev.epochs("fae") == ["2", "final"]
+    assert matched_epochs(ev, "fae", "vae") == ("final", "2")  # target: max(150, 90); the VAE's 190 is nearest
+    assert matched_epochs(ev, "fae", "wae") == ("final", "final")  # target 150: the WAE's 80 beats its 300
+    assert matched_epochs(ev, "fae", "stab") == ("final", "final")  # no snapshots of the other
+
+
+def test_the_sensitivity_table_says_which_readings_flip_a_verdict(tmp_path):
+    table = sensitivity_table(evidence(tmp_path, SNAPSHOTS)).set_index(["claim", "arm", "reading"])
+    key = ("fig1_normalised_bce", "fisher_exp")
+    assert table.loc[(*key, "primary"), ["verdict", "flips"]].tolist() == ["reproduced", "no"]
+    assert table.loc[(*key, "per_pixel_mse"), ["verdict", "flips"]].tolist() == ["contradicted", "yes"]
+    assert table.loc[(*key, "absolute_rise"), "flips"] == "no"
+    assert table.loc[(*key, "sd_axis"), "flips"] == "no"
+    assert table.loc[(*key, "matched_clean_error"), ["verdict", "flips"]].tolist() == ["contradicted", "yes"]
+    assert table.loc[("fig3_nmi", "fisher_exp", "nmi_all_points"), "flips"] == "n/a"  # no latent_full: no value
+    assert (*key, "nmi_all_points") not in table.index  # that reading leaves Figure 1 alone
+    assert ("fig3_nmi", "fisher_exp", "per_pixel_mse") not in table.index  # that reading leaves NMI alone
+    assert {r.name for r in READINGS} == set(table.index.get_level_values("reading"))
+
+
+def test_the_trajectory_per_epoch_and_whether_a_verdict_moves(tmp_path):
+    ev = evidence(tmp_path, SNAPSHOTS)
+    summaries = trajectory_table(ev).set_index(["model", "epoch", "quantity"])
+    mean_g = sum(NOISE_GRID[1:]) / 11
+    row = summaries.loc[("vae", "2", "nbce")]
+    assert (row["n_seeds"], row["mean"]) == (3, pytest.approx(1 + 0.05 * mean_g))
+    assert row["ci_low"] < row["mean"] < row["ci_high"]
+    assert ("auth", "2", "nbce") not in summaries.index
+    moves = trajectory_verdicts(ev).set_index(["claim", "arm", "epoch"])
+    assert moves.loc[("fig1_normalised_bce", "fisher_exp", "2"), "verdict"] == "contradicted"
+    assert moves.loc[("fig1_normalised_bce", "fisher_exp", "final"), "verdict"] == "reproduced"
+    assert moves.loc[("fig1_normalised_bce", "fisher_exp", "final"), "changes"] == "yes"
+    assert moves.loc[("fig3_nmi_decay", "fisher_exp", "final"), "changes"] == "no"
+    assert PRIMARY.epoch == "final"
 
 
 def test_model_roles_follow_the_specs_not_the_names():
-    roles = model_roles(MODELS)
+    models = {"fae": {"method": "fisher_ae", "prior": "polynomial"}, "fae_g": {"method": "fisher_ae", "prior": "gaussian"},
+              "vae": {"method": "vae"}, "wae": {"method": "wae_gan"},
+              "abl": {"method": "fisher_ae", "prior": "polynomial", "fisher_variant": "reparam_total_derivative"}}
+    roles = model_roles(models)
     assert roles == {"fisher_exp": "fae", "fisher_gauss": "fae_g", "vae": "vae", "wae_gan": "wae", "authors": "abl"}
-    assert "authors" not in model_roles({k: v for k, v in MODELS.items() if k != "abl"})
-
-
-def test_outcome_ties_within_two_standard_errors():
-    ours = pd.Series({"mean": 1.0, "sd": 0.2, "n_values": 4})  # se 0.1 each, combined 0.1414
-    assert outcome(ours, pd.Series({"mean": 1.25, "sd": 0.2, "n_values": 4}), True) == "tie"
-    assert outcome(ours, pd.Series({"mean": 1.3, "sd": 0.2, "n_values": 4}), True) == "better"
-    assert outcome(ours, pd.Series({"mean": 1.3, "sd": 0.2, "n_values": 4}), False) == "worse"
-    single = pd.Series({"mean": 1.0, "sd": float("nan"), "n_values": 1})  # no spread: any gap counts
-    assert outcome(single, pd.Series({"mean": 1.001, "sd": 0.0, "n_values": 1}), True) == "better"
-
-
-def test_verdict_needs_every_comparison():
-    assert verdict(["better", "better"]) == "reproduced"
-    assert verdict(["better", "tie"]) == "mixed"
-    assert verdict(["tie", "worse"]) == "not reproduced"
-    assert verdict(["better"], "ablation") == "supported"
-    assert verdict([]) == "not evaluated"
-
-
-def test_curve_outcomes_skip_the_clean_level_and_cross():
-    table = curves({"a": [1, 1.1, 1.5], "b": [1, 1.3, 1.4]})
-    found = curve_outcomes(table, "a", ["b"], lower_is_better=True)
-    assert list(found["sigma2"]) == [0.5, 1.0]
-    assert list(found["outcome"]) == ["better", "worse"]
-
-
-def test_decay_drop_and_line_fit():
-    drop, r2 = decay(curves({"a": [0.8, 0.6, 0.4]}))
-    assert drop == pytest.approx(0.4) and r2 == pytest.approx(1.0)
-    drop, r2 = decay(curves({"a": [0.8, 0.2, 0.2]}))
-    assert drop == pytest.approx(0.6) and r2 < 0.8
-
-
-def evidence(error_ratio=None) -> Evidence:
-    nbce = curves({"fae": [1, 1.01, 1.02], "fae_g": [1, 1.2, 1.5], "vae": [1, 1.1, 1.3], "wae": [1, 1.3, 1.6],
-                   "abl": [1, 1.05, 1.1]})
-    bce = curves({"fae": [150, 152, 153], "fae_g": [100, 120, 150], "vae": [90, 99, 117], "wae": [80, 104, 128],
-                  "abl": [120, 126, 132]})
-    bce = pd.concat([bce, bce[bce["sigma2"] == 0.5].assign(sigma2=0.2)])
-    nmi = curves({"fae": [0.8, 0.7, 0.6], "fae_g": [0.7, 0.5, 0.3], "vae": [0.8, 0.5, 0.2],
-                  "wae": [0.9, 0.65, 0.3], "abl": [0.8, 0.72, 0.61]}, sd=0.05, n=3)
-    fid = pd.DataFrame({"model": ["fae", "fae_g", "vae", "wae", "abl"], "mean": [20.0, 25.0, 30.0, 10.0, 22.0],
-                        "sd": [1.0] * 5, "n_values": [3] * 5})
-    return Evidence(nbce, bce, nmi, fid, {m: s["label"] for m, s in MODELS.items()}, 0.2, error_ratio or {})
-
-
-def test_every_claim_gets_a_computed_verdict():
-    table = evaluate_claims(evidence(), model_roles(MODELS)).set_index("claim")
-    assert table.loc["fig1_normalised_bce", "verdict"] == "reproduced"
-    assert table.loc["fig1_normalised_bce_gaussian_prior", "verdict"] == "mixed"  # worse than VAE, better than WAE-GAN
-    assert table.loc["fig1_bce_noisy", "verdict"] == "not reproduced"
-    assert table.loc["fig3_nmi", "verdict"] == "mixed"  # beats VAE at both noise levels, ties WAE-GAN at 0.5
-    assert table.loc["fig3_nmi_decay", "verdict"] == "reproduced"
-    assert table.loc["fig2_wae_gan_fails_on_noise", "verdict"] == "mixed"  # worse than VAE, better than Fisher
-    assert table.loc["fig2_reconstruction_comparable", "verdict"] == "not reproduced"
-    assert table.loc["fig2_wae_gan_best_samples", "verdict"] == "reproduced"
-    assert table.loc["table1_order_exp_prior", "verdict"] == "reproduced"
-    assert table.loc["ablation_normalised_bce", "verdict"] == "supported"
-    assert table.loc["ablation_nmi", "verdict"] == "not supported"  # within the NMI's standard errors
-    assert "Fisher AE (Exp. prior) 1.020" in table.loc["fig1_normalised_bce", "evidence"]
-    assert "CAUTION" not in table.loc["fig1_normalised_bce", "evidence"]
-
-
-def test_a_collapsed_encoder_is_flagged_beside_its_flat_curve():
-    table = evaluate_claims(evidence({"fae": COLLAPSED + 0.05}), model_roles(MODELS)).set_index("claim")
-    assert "CAUTION" in table.loc["fig1_normalised_bce", "evidence"]
-    assert "CAUTION" not in table.loc["fig1_bce_noisy", "evidence"]
-
-
-def test_claims_without_their_models_are_not_evaluated():
-    roles = model_roles({k: v for k, v in MODELS.items() if k in ("fae", "vae")})
-    table = evaluate_claims(evidence(), roles).set_index("claim")
-    assert (table["verdict"] == "not evaluated").sum() == len(table)
+    assert "authors" not in model_roles({k: v for k, v in models.items() if k != "abl"})
 
 
 # --------------------------------------------------------------------------- CLI
 
-def write_run(root, ev: Evidence):
-    """The files `claims` reads, as the pipeline writes them."""
-    (root / "figures").mkdir(parents=True)
-    (root / "tables").mkdir()
-    figure1 = pd.concat([ev.bce.assign(panel="bce"), ev.nbce.assign(panel="bce_normalised")])
-    figure1.to_csv(root / "figures" / "figure1_mnist_bce.csv", index=False)
-    ev.nmi.assign(panel="nmi").to_csv(root / "figures" / "figure3_mnist_nmi.csv", index=False)
-    pd.DataFrame({"dataset": "mnist", "model": ev.fid["model"], "status": "ok", "fid_mean": ev.fid["mean"],
-                  "fid_sd": ev.fid["sd"], "n_seeds": 1, "n_draws": 3}).to_csv(root / "tables" / "table1_fid.csv",
-                                                                                  index=False)
-    pd.DataFrame({"model": ["fae", "vae"], "error_ratio": [0.95, 0.5], "probe_accuracy": [0.3, 0.9]}).to_csv(
-        root / "diag.csv", index=False)
-    (root / "classifier.json").write_text('{"test_accuracy": 0.987, "n_test": 10000}')
-    config = {"results": str(root), "seeds": [0], "datasets": {"mnist": {"source": "embedded"}}, "models": MODELS}
+MODELS = {"fae": {"method": "fisher_ae", "prior": "polynomial", "label": "Fisher AE (Exp. prior)"},
+          "fae_g": {"method": "fisher_ae", "prior": "gaussian", "label": "Fisher AE (Gaussian prior)"},
+          "vae": {"method": "vae", "label": "VAE"}, "wae": {"method": "wae_gan", "label": "WAE-GAN"}}
+
+
+def write_part(root, seeds, **changes) -> None:
+    """A published part: per-run CSVs of MODELS for ``seeds`` and its config.yaml."""
+    runs(root, {m: SPECS[m] for m in MODELS}, seeds)
+    config = {"results": str(root), "seeds": list(seeds), "datasets": {"mnist": {"source": "embedded"}},
+              "models": MODELS, **changes}
     (root / "config.yaml").write_text(yaml.safe_dump(config))
 
 
-def claims_argv(root):
-    return ["claims", "--config", str(root / "config.yaml"), "--figure1", str(root / "figures/figure1_mnist_bce.csv"),
-            "--figure3", str(root / "figures/figure3_mnist_nmi.csv"), "--table1", str(root / "tables/table1_fid.csv"),
-            "--classifier", str(root / "classifier.json"), "--diagnostics", str(root / "diag.csv"),
+def claims_argv(root, *extra):
+    return ["claims", "--config", str(root / "config.yaml"), "--inputs", *map(str, find_run_files(root)), *extra,
             "--out-csv", str(root / "tables/claims.csv"), "--out-md", str(root / "tables/claims.md")]
 
 
 def test_claims_command_writes_verdicts_and_numbers(tmp_path):
-    write_run(tmp_path, evidence())
+    write_part(tmp_path, (0, 1, 2))
+    (tmp_path / "classifier.json").write_text('{"test_accuracy": 0.987, "n_test": 10000}')
+    assert main(claims_argv(tmp_path, "--classifier", str(tmp_path / "classifier.json"))) == 0
+    table = pd.read_csv(tmp_path / "tables/claims.csv")
+    assert list(table.columns) == CLAIM_COLUMNS and set(table["verdict"]) <= set(VERDICTS)
+    first = table.iloc[0]
+    assert (first["claim"], first["arm"], first["versus"], first["verdict"]) == ("fig1_normalised_bce", "fisher_exp",
+                                                                                 "vae", "reproduced")
+    text = (tmp_path / "tables/claims.md").read_text()
+    assert text.startswith(f"# MNIST: the paper's claims tested on this run\n\nRun: `{tmp_path}`, training seeds "
+                           "[0, 1, 2]; domain classifier test accuracy 0.9870 (10000 test digits).")
+    assert "| Fisher AE (Exp. prior) | 150 [147.5, 152.5] (n=3) |" in text  # clean BCE: 149, 150, 151
+    assert "\n## Numbers per model (final epoch)\n" in text and "Readings skipped" not in text
+
+
+def test_claims_command_with_one_seed_says_so(tmp_path):
+    write_part(tmp_path, (0,))
     assert main(claims_argv(tmp_path)) == 0
     table = pd.read_csv(tmp_path / "tables/claims.csv")
-    assert len(table) == 11 and set(table["verdict"]) <= {"reproduced", "not reproduced", "mixed", "supported",
-                                                          "not supported"}
-    text = (tmp_path / "tables/claims.md").read_text()
-    assert "test accuracy 0.9870" in text and "CAUTION" in text
-    assert "| Fisher AE (Exp. prior) | 150.0 | 152.0 | 153.0 | 1.020 | 0.800 ± 0.050 | 0.600 ± 0.050 | 20.00 ± 1.00 " \
-           "| 0.950 | 0.300 |" in text
-
-
-def test_claims_command_names_a_missing_model(tmp_path, capsys):
-    ev = evidence()
-    write_run(tmp_path, Evidence(ev.nbce[ev.nbce["model"] != "vae"], ev.bce, ev.nmi, ev.fid, ev.labels, 0.2, {}))
-    assert main(claims_argv(tmp_path)) == 2
-    assert "a model or noise level is missing" in capsys.readouterr().err
+    assert set(table["verdict"]) == {"inconclusive"}
+    assert set(table["reason"]) <= {"one seed", "not evaluated: no model plays authors"}
 
 
 def test_claims_command_rejects_an_unreadable_input(tmp_path, capsys):
-    write_run(tmp_path, evidence())
-    (tmp_path / "figures/figure3_mnist_nmi.csv").write_bytes(b"")
+    write_part(tmp_path, (0,))
+    (tmp_path / "latent/mnist/vae/seed0.csv").write_bytes(b"")
     assert main(claims_argv(tmp_path)) == 2
-    assert "figure3_mnist_nmi.csv is not a readable Figure 3 CSV" in capsys.readouterr().err
+    assert "latent/mnist/vae/seed0.csv is not a readable per-run CSV" in capsys.readouterr().err
+
+
+def test_reproduction_judges_all_parts_together(tmp_path):
+    write_part(tmp_path / "seed0", (0,))
+    write_part(tmp_path / "seeds12", (1, 2))
+    out = tmp_path / "out"
+    assert main(["reproduction", "--parts", str(tmp_path / "seed0"), str(tmp_path / "seeds12"), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "claims_mnist.csv", "claims_mnist.md", "sensitivity_mnist.csv", "sensitivity_mnist.md", "trajectory_mnist.csv",
+        "trajectory_mnist.md", "trajectory_verdicts_mnist.csv"]
+    claims = pd.read_csv(out / "claims_mnist.csv")
+    fig1 = claims[(claims["claim"] == "fig1_normalised_bce") & (claims["arm"] == "fisher_exp")]
+    assert list(fig1["n_seeds"]) == [3, 3] and set(fig1["verdict"]) == {"reproduced"}
+    sensitivity = pd.read_csv(out / "sensitivity_mnist.csv")
+    flipped = sensitivity[sensitivity["flips"] == "yes"]
+    assert ("fig1_normalised_bce", "fisher_exp", "per_pixel_mse") in set(zip(flipped["claim"], flipped["arm"],
+                                                                                flipped["reading"]))
+    assert "verdict(s) flip relative to the primary reading: " in (out / "sensitivity_mnist.md").read_text()
+    assert "Parts: " in (out / "claims_mnist.md").read_text()
+
+
+def test_reproduction_refuses_parts_of_different_runs(tmp_path, capsys):
+    write_part(tmp_path / "a", (0,))
+    write_part(tmp_path / "b", (1,), training={"epochs": 3}, datasets={"mnist": {"source": "embedded", "latent_dim": 4}})
+    argv = ["reproduction", "--parts", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "out")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'b'}/config.yaml differs from {tmp_path / 'a'}/config.yaml in " \
+           "datasets.mnist.latent_dim, training.epochs (parts may differ in seeds and results only)" in err
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "b/config.yaml").unlink()
+    assert main(argv) == 2
+    assert f"{tmp_path / 'b'} has no config.yaml; give the directories written by `publish`" in capsys.readouterr().err
 
 
 def test_publish_copies_with_checksums_and_replaces_atomically(tmp_path, capsys):
@@ -200,29 +296,6 @@ def test_publish_copies_the_config_the_claims_job_read(tmp_path):
     assert (out / "config.yaml").read_text() == "seeds: [0]\n"
     assert list(pd.read_csv(out / "MANIFEST.csv")["path"]) == ["config.yaml", "figures/figure1_mnist_bce.png"]
 
-
-# --------------------------------------------------------------------------- library: one run's claims, publishing
-
-def test_claims_of_a_run_in_markdown(tmp_path):
-    from fisherae.claims import CLAIM_COLUMNS, claims_markdown, claims_of_run, classifier_accuracy
-    from fisherae.config import load_config
-
-    write_run(tmp_path, evidence())
-    config = load_config(tmp_path / "config.yaml")
-    claims, summary = claims_of_run(config, *(pd.read_csv(tmp_path / p) for p in (
-        "figures/figure1_mnist_bce.csv", "figures/figure3_mnist_nmi.csv", "tables/table1_fid.csv", "diag.csv")))
-    assert list(claims.columns) == CLAIM_COLUMNS and len(claims) == 11
-    assert list(summary["model"]) == ["ablation", "Fisher AE (Exp. prior)", "Fisher AE (Gaussian prior)", "VAE",
-                                      "WAE-GAN"]  # in config order (yaml.safe_dump sorted the keys)
-    text = claims_markdown(claims, summary, "no domain classifier given", config)
-    assert text.startswith(f"# MNIST: the paper's claims tested on this run\n\nRun: `{tmp_path}`, training seeds [0]; "
-                           "no domain classifier given. Verdicts are computed")
-    assert text.count("\n| --- |") == 2 and "\n## Numbers per model\n" in text
-    assert classifier_accuracy(None) == "no domain classifier given"
-    assert classifier_accuracy(str(tmp_path / "classifier.json")) == \
-        "domain classifier test accuracy 0.9870 (10000 test digits)"
-    with pytest.raises(UserError, match="is not the metrics JSON written by `train-classifier`"):
-        classifier_accuracy(str(tmp_path / "diag.csv"))
 
 
 def test_publish_returns_how_many_files_it_listed(tmp_path):

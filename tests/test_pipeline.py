@@ -439,7 +439,7 @@ def _changed(path: tuple, value):
     if isinstance(value, (int, float)):
         return value + 1 if isinstance(value, int) else value / 2 or 0.5
     if isinstance(value, list):
-        return [*value[:-1], _changed(path, value[-1])]
+        return [*value[:-1], _changed(path, value[-1])] if value else [1]
     if value is None:
         return "pt_inception.pth" if path[-1] == "inception_weights" else 100
     other = {"source": "torchvision", "device": "cpu", "step_mode": "eager", "fisher_variant": "reparam_total_derivative",

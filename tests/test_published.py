@@ -1,4 +1,4 @@
-"""The committed reproduction (results/published/mnist-cpu): intact, and its verdicts follow from its own CSVs."""
+"""The committed reproduction (results/published/mnist-cpu): intact, and its claims follow from its own CSVs."""
 
 import hashlib
 from pathlib import Path
@@ -20,14 +20,22 @@ def test_every_published_file_matches_its_checksum():
         assert hashlib.sha256((PUBLISHED / row.path).read_bytes()).hexdigest() == row.sha256, row.path
 
 
-def test_published_verdicts_are_recomputed_from_the_published_csvs(tmp_path):
-    diagnostics = sorted(str(p) for p in (PUBLISHED / "diagnostics").rglob("*.csv"))
-    assert len(diagnostics) == 5
-    assert main(["claims", "--config", str(PUBLISHED / "config.yaml"),
-                 "--figure1", str(PUBLISHED / "figures/figure1_mnist_bce.csv"),
-                 "--figure3", str(PUBLISHED / "figures/figure3_mnist_nmi.csv"),
-                 "--table1", str(PUBLISHED / "tables/table1_fid.csv"),
-                 "--classifier", str(PUBLISHED / "classifier/mnist.json"), "--diagnostics", *diagnostics,
+def test_the_claims_of_the_published_run_follow_from_its_csvs(tmp_path):
+    """That run has one training seed: with the seed as the unit (issue 12) every verdict is
+    inconclusive, so its committed claims table (old criteria) is no longer regenerated; what still
+    holds is that the claims' seed means are the published figures' curves, summarised."""
+    inputs = [str(p) for kind in ("sweeps", "latent", "fid", "diagnostics") for p in (PUBLISHED / kind).rglob("*.csv")]
+    assert len(inputs) == 20
+    assert main(["claims", "--config", str(PUBLISHED / "config.yaml"), "--inputs", *inputs,
+                 "--classifier", str(PUBLISHED / "classifier/mnist.json"),
                  "--out-csv", str(tmp_path / "claims.csv"), "--out-md", str(tmp_path / "claims.md")]) == 0
-    assert (tmp_path / "claims.csv").read_text() == (PUBLISHED / "tables/claims_mnist.csv").read_text()
-    assert (tmp_path / "claims.md").read_text() == (PUBLISHED / "tables/claims_mnist.md").read_text()
+    claims = pd.read_csv(tmp_path / "claims.csv")
+    assert set(claims["verdict"]) == {"inconclusive"}
+    assert "one seed" in set(claims["reason"]) <= {"one seed", "not evaluated: no model plays authors"}
+    figure1 = pd.read_csv(PUBLISHED / "figures/figure1_mnist_bce.csv").query("panel == 'bce' and sigma2 > 0")
+    figure3 = pd.read_csv(PUBLISHED / "figures/figure3_mnist_nmi.csv").query("sigma2 > 0")
+    for claim, figure in (("fig1_bce_noisy", figure1), ("fig3_nmi", figure3)):
+        rows = claims[(claims["claim"] == claim) & (claims["arm"] == "fisher_exp")]
+        curve_means = figure.groupby("model")["mean"].mean()  # equal test batches: the per-image mean
+        assert list(rows["mean"]) == pytest.approx([curve_means["fisher_ae_poly"]] * 2, rel=1e-9)
+        assert list(rows["mean_other"]) == pytest.approx(list(curve_means[["vae", "wae_gan"]]), rel=1e-9)

@@ -43,6 +43,11 @@ def test_errors_is_a_leaf_module():
     assert not {m for m in imported_modules(PACKAGE / "errors.py") if m.split(".")[0] == "fisherae"}
 
 
+def test_the_statistics_and_the_paper_are_leaf_modules():
+    for leaf in ("seed_stats.py", "paper.py"):
+        assert not {m for m in imported_modules(PACKAGE / leaf) if m.split(".")[0] == "fisherae"}, leaf
+
+
 def test_every_error_derives_from_the_one_root():
     classes = [c for _, c in inspect.getmembers(errors, inspect.isclass) if c.__module__ == errors.__name__]
     assert len(classes) > 5

@@ -31,6 +31,12 @@ FIGURE_BY_STEM = {figure.stem: figure for figure in FIGURES}
 FIGURE_BY_NAME = {figure.name: figure for figure in FIGURES}
 
 
+# The noise axes of the paper's figures (levels of sigma2 as printed): the grids the claims summarise
+# a curve over (fisherae.run_summaries). Read as standard deviations s, the levels are s**2.
+NOISE_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)  # Figure 1
+NMI_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)  # Figure 3
+
+
 @dataclass(frozen=True)
 class Table:
     """The paper's Table 1: FID of prior samples on CelebA 64x64 in Inception pool3 features, and

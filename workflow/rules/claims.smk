@@ -1,14 +1,15 @@
-# The paper's MNIST claims tested on this run's figures, Table 1 and encoder diagnostics (a
-# computed verdict per claim).
+# The paper's MNIST claims judged over this run's training seeds (a computed verdict per claim and
+# arm, fisherae.claims), from the per-run CSVs themselves: every one is an input, so that the DAG
+# makes them first and a changed one reruns the claims.
 
 
 rule claims:
     input:
-        figure1=res(f"figures/{FIGURE_BY_NAME['figure1'].stem}.csv"),
-        figure3=res(f"figures/{FIGURE_BY_NAME['figure3'].stem}.csv"),
-        table1=res(f"tables/{TABLE1.stem}.csv"),
-        classifier=res("classifier/mnist.json") if USES_CLASSIFIER else [],
+        sweeps=runs("sweeps/{dataset}/{model}/seed{seed}.csv", datasets=["mnist"]),
+        latent=runs("latent/{dataset}/{model}/seed{seed}.csv", datasets=["mnist"]),
+        fid=runs("fid/{dataset}/{model}/seed{seed}.csv", datasets=["mnist"]),
         diagnostics=runs("diagnostics/{dataset}/{model}/seed{seed}.csv", datasets=["mnist"]),
+        classifier=res("classifier/mnist.json") if USES_CLASSIFIER else [],
     output:
         csv=report(
             res("tables/claims_mnist.csv"),
@@ -27,6 +28,6 @@ rule claims:
     conda:
         ENV
     shell:
-        "python -m fisherae claims --config {CONFIG} --figure1 {input.figure1} --figure3 {input.figure3}"
-        " --table1 {input.table1} {params.classifier} --diagnostics {input.diagnostics}"
+        "python -m fisherae claims --config {CONFIG}"
+        " --inputs {input.sweeps} {input.latent} {input.fid} {input.diagnostics} {params.classifier}"
         " --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"

@@ -1,43 +1,57 @@
-"""``claims``: the paper's MNIST claims tested on one run (``fisherae.claims``; docs/cli.md)."""
+"""``claims``: the paper's MNIST claims judged over the training seeds of one run, and
+``reproduction``: the same over all published parts, with the readings and the epochs
+(``fisherae.claims``, ``fisherae.reproduction``; docs/cli.md)."""
 
 from __future__ import annotations
 
-import pandas as pd
-
-from fisherae.claims import CLAIM_COLUMNS
 from fisherae.commands.common import read_config
 from fisherae.commands.registry import command
-from fisherae.errors import UserError
 
 
-@command("claims", "the paper's MNIST claims (Figures 1-3, Table 1's ordering) tested on one run: CSV + Markdown")
+@command("claims", "the paper's MNIST claims (Figures 1-3, Table 1's ordering) judged over one run's training "
+                   "seeds: CSV + Markdown")
 def setup_claims(parser):
     parser.add_argument("--config", required=True, help="the run's YAML config (models, labels, grid noise)")
-    parser.add_argument("--figure1", required=True, help="figure1_mnist_bce.csv written by `figure`")
-    parser.add_argument("--figure3", required=True, help="figure3_mnist_nmi.csv written by `figure`")
-    parser.add_argument("--table1", required=True, help="table1_fid.csv written by `table1`")
+    parser.add_argument("--inputs", nargs="+", required=True,
+                        help="the run's per-run CSVs: sweeps/, latent/, fid/, diagnostics/ (and latent_full/, "
+                             "snapshots/ where made) under the results root")
     parser.add_argument("--classifier", help="the MNIST classifier's metrics JSON (its test accuracy is quoted)")
-    parser.add_argument("--diagnostics", nargs="*", default=[], help="CSVs written by `diagnose`")
-    parser.add_argument("--out-csv", required=True, help="CSV: " + ", ".join(CLAIM_COLUMNS))
+    parser.add_argument("--out-csv", required=True, help="CSV: one row per claim, arm and baseline (docs/cli.md)")
     parser.add_argument("--out-md", required=True, help="Markdown: the claims and the numbers per model")
     return run_claims
 
 
-def _read_csv(path: str, what: str) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise UserError(f"{path} is not a readable {what} CSV ({err}); regenerate it with the pipeline") from err
-
-
 def run_claims(args) -> None:
     from fisherae.checkpoint import atomic_write_text
-    from fisherae.claims import claims_markdown, claims_of_run, classifier_accuracy
+    from fisherae.claims import claims_table, classifier_accuracy, evidence_of, judge_all
+    from fisherae.claims_report import claims_markdown
+    from fisherae.run_summaries import run_summaries
 
     config = read_config(args)
-    diagnostics = pd.concat([_read_csv(p, "diagnostics") for p in args.diagnostics] or [pd.DataFrame()])
-    claims, summary = claims_of_run(config, _read_csv(args.figure1, "Figure 1"), _read_csv(args.figure3, "Figure 3"),
-                                    _read_csv(args.table1, "Table 1"), diagnostics)
-    atomic_write_text(args.out_csv, claims.to_csv(index=False))
-    atomic_write_text(args.out_md, claims_markdown(claims, summary, classifier_accuracy(args.classifier), config))
+    runs, notes = run_summaries(args.inputs)
+    ev = evidence_of(config, runs)
+    judged = judge_all(ev)
+    header = (f"# MNIST: the paper's claims tested on this run\n\nRun: `{config['results']}`, training seeds "
+              f"{config['seeds']}; {classifier_accuracy(args.classifier)}.")
+    markdown = claims_markdown(ev, judged, header, notes)
+    atomic_write_text(args.out_csv, claims_table(judged).to_csv(index=False))
+    atomic_write_text(args.out_md, markdown)
     print(args.out_md)
+
+
+@command("reproduction", "the paper's MNIST claims over all published parts of a reproduction, with their "
+                         "sensitivity to the readings and their trajectory over epochs: CSV + Markdown")
+def setup_reproduction(parser):
+    parser.add_argument("--parts", nargs="+", required=True,
+                        help="directories written by `publish` (each with config.yaml; they may differ in seeds and "
+                             "results only)")
+    parser.add_argument("--out", required=True, help="directory for claims_mnist, sensitivity_mnist, "
+                                                     "trajectory_mnist (.csv, .md) and trajectory_verdicts_mnist.csv")
+    return run_reproduction
+
+
+def run_reproduction(args) -> None:
+    from fisherae.reproduction import reproduction
+
+    for path in reproduction(args.parts, args.out):
+        print(path)

@@ -1,0 +1,69 @@
+"""The claims over all published parts of one reproduction (issue 12): a part is one invocation
+of the DAG (e.g. one seed), published with its config.yaml; parts may differ in ``seeds`` and
+``results`` only. Writes the claims, their sensitivity to the readings and their trajectory over
+the snapshot epochs (CSV + Markdown, atomically)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fisherae.checkpoint import atomic_write_text
+from fisherae.claims import claims_table, evidence_of, judge_all, sensitivity_table, trajectory_table, \
+    trajectory_verdicts
+from fisherae.claims_report import claims_markdown, sensitivity_markdown, trajectory_markdown
+from fisherae.config import load_config
+from fisherae.errors import UserError
+from fisherae.run_summaries import find_run_files, run_summaries
+
+PART_KEYS = ("seeds", "results")  # the keys in which parts may differ
+
+
+def _flat(tree, prefix: str = "") -> dict[str, object]:
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    return {k: v for key, sub in tree.items() for k, v in _flat(sub, f"{prefix}{key}.").items()} if tree else \
+        {prefix: tree}
+
+
+def differing_keys(a: dict, b: dict) -> list[str]:
+    """The dotted keys (other than PART_KEYS) whose values differ between configs ``a`` and ``b``."""
+    fa, fb = (_flat({k: v for k, v in c.items() if k not in PART_KEYS}) for c in (a, b))
+    return sorted(k.rstrip(".") for k in set(fa) | set(fb) if fa.get(k, ...) != fb.get(k, ...))
+
+
+def part_config(parts: list[Path]) -> dict:
+    """The config shared by ``parts`` (seeds: all of theirs); UserError naming the keys where two differ."""
+    configs = []
+    for part in parts:
+        if not (part / "config.yaml").is_file():
+            raise UserError(f"{part} has no config.yaml; give the directories written by `publish`")
+        configs.append(load_config(part / "config.yaml"))
+    for part, config in zip(parts[1:], configs[1:]):
+        keys = differing_keys(configs[0], config)
+        if keys:
+            raise UserError(f"{part}/config.yaml differs from {parts[0]}/config.yaml in {', '.join(keys)} (parts may "
+                            f"differ in {' and '.join(PART_KEYS)} only); give the parts of one reproduction")
+    seeds = sorted({s for c in configs for s in c["seeds"]})
+    return {**configs[0], "seeds": seeds, "results": ", ".join(map(str, parts))}
+
+
+def reproduction(parts: list[str], out: str) -> list[Path]:
+    """Judge the claims over ``parts`` and write the claims, sensitivity and trajectory tables into ``out``; their paths."""
+    dirs = [Path(p) for p in parts]
+    config = part_config(dirs)
+    runs, notes = run_summaries([f for d in dirs for f in find_run_files(d)])
+    if runs.empty:
+        raise UserError(f"no per-run CSVs under {', '.join(parts)}; give the directories written by `publish`")
+    ev = evidence_of(config, runs)
+    judged = judge_all(ev)
+    header = (f"# MNIST: the paper's claims over {len(dirs)} part(s)\n\nParts: {config['results']}; training seeds "
+              f"{config['seeds']}.")
+    summaries, verdicts, sensitivity = trajectory_table(ev), trajectory_verdicts(ev), sensitivity_table(ev)
+    texts = {"claims_mnist.csv": claims_table(judged).to_csv(index=False),
+             "claims_mnist.md": claims_markdown(ev, judged, header, notes),
+             "sensitivity_mnist.csv": sensitivity.to_csv(index=False),
+             "sensitivity_mnist.md": sensitivity_markdown(sensitivity),
+             "trajectory_mnist.csv": summaries.to_csv(index=False),
+             "trajectory_verdicts_mnist.csv": verdicts.to_csv(index=False),
+             "trajectory_mnist.md": trajectory_markdown(summaries, verdicts)}
+    return [atomic_write_text(Path(out) / name, text) for name, text in texts.items()]
