@@ -91,13 +91,14 @@ def expected_counts(config: dict) -> dict[str, int]:
     mnist = "mnist" in datasets
     features = config.get("evaluation", {}).get("fid", {}).get("features", "both")
     snapshots = len(config.get("training", {}).get("snapshot_epochs", []))
-    full = config.get("evaluation", {}).get("latent", {}).get("full_test_set", False)
+    full_seeds = {str(s) for s in config.get("evaluation", {}).get("latent", {}).get("full_test_set_seeds", [])}
+    full = sum(str(seed) in full_seeds for model in models for seed in model_seeds(config, model))
     counts = {"data": d, "train": d * r, "noise_sweep": d * r, "sample": d * (r - poly),
               "sample_polynomial_prior": d * poly, "grids": d * trained, "latent": r if mnist else 0,
               "train_classifier": int(mnist and features in ("classifier", "both")), "fid": d * r,
               "figure": sum(len(FIGURES[name]) for name in datasets), "table1": 1, "all": 1,
               "diagnose": r if mnist else 0, "claims": int(mnist), "snapshot_noise_sweep": d * r * snapshots,
-              "snapshot_latent": r * snapshots if mnist else 0, "latent_full_test_set": trained if mnist and full else 0}
+              "snapshot_latent": r * snapshots if mnist else 0, "latent_full_test_set": full if mnist else 0}
     return {rule: n for rule, n in counts.items() if n}
 
 
@@ -134,7 +135,8 @@ def test_dry_run_schedules_every_output(repo_copy, configfile):
 
 def test_per_model_seeds_snapshots_and_the_whole_test_set_t_sne(repo_copy, tmp_path):
     """A model's own `seeds` narrow its runs (vae: seed 1 of [0, 1]; wae_gan: seed 0): no job of
-    another seed, its first-seed files (grids, latent_full) from its own first seed. Each snapshot
+    another seed, its first-seed files (grids) from its own first seed, latent_full for the runs of
+    evaluation.latent.full_test_set_seeds. Each snapshot
     epoch's model file is evaluated by noise-sweep (every data set) and latent (MNIST) once train
     has written model.pt (not a declared output of train: a resumed train does not rewrite it);
     the whole-test-set t-SNE runs latent --all-test-points without embeddings."""
@@ -143,7 +145,7 @@ def test_per_model_seeds_snapshots_and_the_whole_test_set_t_sne(repo_copy, tmp_p
     config["models"]["vae"]["seeds"] = [1]
     config["models"]["wae_gan"]["seeds"] = [0, 2]  # 2 is not a seed of this config: left out
     config["training"]["snapshot_epochs"] = [1]
-    config["evaluation"]["latent"]["full_test_set"] = True
+    config["evaluation"]["latent"]["full_test_set_seeds"] = [1]
     (tmp_path / "seeds.yaml").write_text(yaml.safe_dump(config))
     jobs = dry_run_jobs(snakemake(repo_copy, "-n", "-p", "--cores", "2", "--configfile", str(tmp_path / "seeds.yaml")).stdout)
     assert {rule: sum(j["rule"] == rule for j in jobs) for rule in {j["rule"] for j in jobs}} == expected_counts(config)
@@ -156,8 +158,8 @@ def test_per_model_seeds_snapshots_and_the_whole_test_set_t_sne(repo_copy, tmp_p
                                              ("wae_gan", "0")}
     results = config["results"]
     full = [j for j in jobs if j["rule"] == "latent_full_test_set"]
-    assert {o for j in full for o in j["output"]} == {f"{results}/latent_full/mnist/{m}/seed{s}.csv"
-                                                      for d, m, s in first if d == "mnist"}
+    assert {o for j in full for o in j["output"]} == {f"{results}/latent_full/mnist/{m}/seed1.csv"
+                                                      for m in ("fisher_ae_poly", "fisher_ae_gauss", "vae")}
     assert all("--all-test-points" in j["shell"] and "--out-embedding" not in j["shell"] for j in full)
     assert not [o for j in jobs for o in j["output"] if o.endswith(".pt") and "/snapshots/" in o]
     for rule, name in (("snapshot_noise_sweep", "sweep.csv"), ("snapshot_latent", "latent.csv")):
@@ -420,7 +422,7 @@ def test_smoke_report_is_self_contained(smoke_run):
 
 # The keys whose change reshapes the DAG (other output paths, jobs added or moved to another rule)
 # rather than changing a job's params: the Snakefile reads them to build the DAG.
-SHAPES_THE_DAG = {"results", "seeds", "models.*.prior", "models.*.seeds", "evaluation.latent.full_test_set"}
+SHAPES_THE_DAG = {"results", "seeds", "models.*.prior", "models.*.seeds", "evaluation.latent.full_test_set_seeds"}
 
 
 def _leaves(node, prefix=()):

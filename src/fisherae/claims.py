@@ -69,7 +69,7 @@ READINGS = (
     Reading("absolute_rise", "Figure 1 error as the absolute rise BCE(σ²) - BCE(0)", error="bce_rise"),
     Reading("sd_axis", "noise level read as a standard deviation s (variance s²)", axis="sd"),
     Reading("end_point", "curve summarised by its value at the largest level", summary="end"),
-    Reading("nmi_all_points", "NMI of t-SNE on all test points (latent_full: first seed only)", nmi="nmi_all"),
+    Reading("nmi_all_points", "NMI of t-SNE on all test points (latent_full: the seeds of evaluation.latent.full_test_set_seeds)", nmi="nmi_all"),
     Reading("matched_clean_error", "each pair compared at the epochs of matched clean BCE", matched=True),
 )
 

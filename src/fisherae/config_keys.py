@@ -43,7 +43,7 @@ TRAINED = (*_DATA, "datasets.{dataset}.validation_size", "datasets.{dataset}.lat
            "training.batch_size", "training.lr", "training.betas", "training.n_samples", "training.decoder_var",
            "training.poly_order", "training.poly_normalisable", "training.wae_gan")
 _MODEL_FILE = (*TRAINED, "training.epochs")
-# The t-SNE settings; not evaluation.latent.full_test_set, which only the Snakefile reads: it says
+# The t-SNE settings; not evaluation.latent.full_test_set_seeds, which only the Snakefile reads: it says
 # whether the DAG also runs `latent --all-test-points`, not what any job computes.
 _LATENT = tuple(f"evaluation.latent.{key}" for key in ("sigma2", "n_points", "seeds", "n_clusters", "tsne_perplexity"))
 _ROLES = ("models.*.method", "models.*.prior", "models.*.fisher_variant", "models.*.poly_normalisable",

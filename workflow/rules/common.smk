@@ -15,7 +15,7 @@ POLY_MODELS = [m for m, spec in config["models"].items() if spec["prior"] == "po
 OTHER_MODELS = [m for m in MODELS if m not in POLY_MODELS]
 THREADS = config["training"]["threads"]
 SNAPSHOT_EPOCHS = [str(epoch) for epoch in config["training"]["snapshot_epochs"]]
-FULL_TEST_SET = config["evaluation"]["latent"]["full_test_set"]
+FULL_TEST_SET_SEEDS = [str(seed) for seed in config["evaluation"]["latent"]["full_test_set_seeds"]]
 USES_CLASSIFIER = config["evaluation"]["fid"]["features"] in ("classifier", "both")
 ENV = "../envs/fisherae.yaml"
 # The config as Snakemake sees it (all --configfile/--config merged, defaults filled), written
@@ -57,15 +57,16 @@ def model_seeds(model):
     return [seed for seed in SEEDS if seed in mine]
 
 
-def runs(template, datasets=DATASETS, models=MODELS, first=False, **wildcards):
+def runs(template, datasets=DATASETS, models=MODELS, first=False, among=None, **wildcards):
     """``template`` (relative to the results root) for every dataset x model x seed of that model
-    (``first``: its first seed only; a model without seeds has no runs), with ``wildcards``
-    (lists of values) expanded as well."""
+    (``first``: its first seed only; ``among``: only its seeds in that list; a model without seeds
+    has no runs), with ``wildcards`` (lists of values) expanded as well."""
     return [
         path
         for dataset in datasets
         for model in models
         for seed in model_seeds(model)[: 1 if first else None]
+        if among is None or seed in among
         for path in expand(res(template), dataset=dataset, model=model, seed=seed, **wildcards)
     ]
 
@@ -126,7 +127,7 @@ def final_targets():
         + runs("grids/{dataset}/{model}/seed{seed}.png", first=True)
         + runs("latent/{dataset}/{model}/seed{seed}.npz", datasets=mnist)
         + runs("latent/{dataset}/{model}/seed{seed}.csv", datasets=mnist)
-        + runs("latent_full/{dataset}/{model}/seed{seed}.csv", datasets=mnist if FULL_TEST_SET else [], first=True)
+        + runs("latent_full/{dataset}/{model}/seed{seed}.csv", datasets=mnist, among=FULL_TEST_SET_SEEDS)
         + runs("snapshots/{dataset}/{model}/seed{seed}/epoch{epoch}/sweep.csv", epoch=SNAPSHOT_EPOCHS)
         + runs("snapshots/{dataset}/{model}/seed{seed}/epoch{epoch}/latent.csv", datasets=mnist, epoch=SNAPSHOT_EPOCHS)
         + expand(res("classifier/{dataset}.{ext}"), dataset=mnist if USES_CLASSIFIER else [], ext=["pt", "json"])

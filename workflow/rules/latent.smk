@@ -1,7 +1,7 @@
 # Latent robustness on MNIST (Figures 3 and 4): t-SNE of the codes of noisy test digits and the
 # NMI of their clusters against the digit labels. CPU work (the encoder pass included), so it
-# holds no GPU and runs beside training. With evaluation.latent.full_test_set, also on the whole
-# test split for each model's first seed (the NMI on all test points beside the n_points one); and
+# holds no GPU and runs beside training. With evaluation.latent.full_test_set_seeds, also on the
+# whole test split for the runs of those seeds (the NMI on all test points beside the n_points one); and
 # on the model file of each epoch of training.snapshot_epochs (the trajectory of training).
 
 
