@@ -225,8 +225,11 @@ def test_reproduction_judges_all_parts_together(tmp_path):
     out = tmp_path / "out"
     assert main(["reproduction", "--parts", str(tmp_path / "seed0"), str(tmp_path / "seeds12"), "--out", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == [
-        "claims_mnist.csv", "claims_mnist.md", "sensitivity_mnist.csv", "sensitivity_mnist.md", "trajectory_mnist.csv",
+        "claims_mnist.csv", "claims_mnist.md", "figure1_mnist_bce.csv", "figure1_mnist_bce.png", "figure3_mnist_nmi.csv",
+        "figure3_mnist_nmi.png", "sensitivity_mnist.csv", "sensitivity_mnist.md", "trajectory_mnist.csv",
         "trajectory_mnist.md", "trajectory_verdicts_mnist.csv"]
+    figure1 = pd.read_csv(out / "figure1_mnist_bce.csv")  # every part's seeds in one figure, with seed intervals
+    assert set(figure1["n_seeds"]) == {3} and figure1["ci95_low"].notna().all()
     claims = pd.read_csv(out / "claims_mnist.csv")
     fig1 = claims[(claims["claim"] == "fig1_normalised_bce") & (claims["arm"] == "fisher_exp")]
     assert list(fig1["n_seeds"]) == [3, 3] and set(fig1["verdict"]) == {"reproduced"}

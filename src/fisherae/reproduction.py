@@ -1,7 +1,8 @@
 """The claims over all published parts of one reproduction (issue 12): a part is one invocation
 of the DAG (e.g. one seed), published with its config.yaml; parts may differ in ``seeds`` and
 ``results`` only. Writes the claims, their sensitivity to the readings and their trajectory over
-the snapshot epochs (CSV + Markdown, atomically)."""
+the snapshot epochs (CSV + Markdown, atomically), and Figures 1 and 3 over every part's runs
+(seed means with t 95 % intervals over training seeds)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ from fisherae.claims import claims_table, evidence_of, judge_all, sensitivity_ta
 from fisherae.claims_report import claims_markdown, sensitivity_markdown, trajectory_markdown
 from fisherae.config import load_config
 from fisherae.errors import UserError
+from fisherae.paper import FIGURE_BY_NAME
+from fisherae.plots import save_figure
 from fisherae.run_summaries import find_run_files, run_summaries
 
 PART_KEYS = ("seeds", "results")  # the keys in which parts may differ
+SEED_FIGURES = ("figure1", "figure3")  # drawn over every part's runs
 
 
 def _flat(tree, prefix: str = "") -> dict[str, object]:
@@ -66,4 +70,17 @@ def reproduction(parts: list[str], out: str) -> list[Path]:
              "trajectory_mnist.csv": summaries.to_csv(index=False),
              "trajectory_verdicts_mnist.csv": verdicts.to_csv(index=False),
              "trajectory_mnist.md": trajectory_markdown(summaries, verdicts)}
-    return [atomic_write_text(Path(out) / name, text) for name, text in texts.items()]
+    written = [atomic_write_text(Path(out) / name, text) for name, text in texts.items()]
+    return written + [path for name in SEED_FIGURES for path in seed_figure(name, dirs, config, Path(out))]
+
+
+def seed_figure(name: str, parts: list[Path], config: dict, out: Path) -> list[Path]:
+    """Figure ``name`` drawn from the final-epoch runs of every part: <stem>.png and <stem>.csv in ``out``."""
+    from fisherae.figures import paper_figure
+
+    figure = FIGURE_BY_NAME[name]
+    pattern = figure.inputs.format(dataset=figure.dataset, model="*", seed="*")
+    inputs = sorted(str(p) for part in parts for p in part.glob(pattern))
+    fig, tidy = paper_figure(name, inputs, config)
+    return [save_figure(fig, out / f"{figure.stem}.png"),
+            atomic_write_text(out / f"{figure.stem}.csv", tidy.to_csv(index=False))]

@@ -1,5 +1,6 @@
 # The paper's MNIST claims judged over this run's training seeds (a computed verdict per claim and
-# arm, fisherae.claims), from the per-run CSVs themselves: every one is an input, so that the DAG
+# arm, fisherae.claims), from the per-run CSVs themselves (the whole-test-set t-SNE and the
+# snapshots' evaluations included): every one is an input, so that the DAG
 # makes them first and a changed one reruns the claims.
 
 
@@ -9,6 +10,9 @@ rule claims:
         latent=runs("latent/{dataset}/{model}/seed{seed}.csv", datasets=["mnist"]),
         fid=runs("fid/{dataset}/{model}/seed{seed}.csv", datasets=["mnist"]),
         diagnostics=runs("diagnostics/{dataset}/{model}/seed{seed}.csv", datasets=["mnist"]),
+        latent_full=runs("latent_full/{dataset}/{model}/seed{seed}.csv", datasets=["mnist"], among=FULL_TEST_SET_SEEDS),
+        snapshots=runs("snapshots/{dataset}/{model}/seed{seed}/epoch{epoch}/{name}.csv", datasets=["mnist"],
+                       epoch=SNAPSHOT_EPOCHS, name=["sweep", "latent"]),
         classifier=res("classifier/mnist.json") if USES_CLASSIFIER else [],
     output:
         csv=report(
@@ -29,5 +33,6 @@ rule claims:
         ENV
     shell:
         "python -m fisherae claims --config {CONFIG}"
-        " --inputs {input.sweeps} {input.latent} {input.fid} {input.diagnostics} {params.classifier}"
+        " --inputs {input.sweeps} {input.latent} {input.fid} {input.diagnostics} {input.latent_full}"
+        " {input.snapshots} {params.classifier}"
         " --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"
