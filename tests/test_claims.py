@@ -298,6 +298,12 @@ def test_publish_copies_the_config_the_claims_job_read(tmp_path):
     assert main(["publish", "--results", str(results), "--out", str(out)]) == 0
     assert (out / "config.yaml").read_text() == "seeds: [0]\n"
     assert list(pd.read_csv(out / "MANIFEST.csv")["path"]) == ["config.yaml", "figures/figure1_mnist_bce.png"]
+    # published before its claims ran: the config that Figure 1's job read
+    (results / "logs/tables/claims_mnist.log").unlink()
+    (results / "logs/figures").mkdir()
+    (results / "logs/figures/figure1_mnist_bce.log").write_text(f"fisherae figure: config {results}/configs/4567cdef.yaml\n")
+    assert main(["publish", "--results", str(results), "--out", str(out)]) == 0
+    assert (out / "config.yaml").read_text() == "seeds: [0, 1]\n"
 
 
 

@@ -22,9 +22,9 @@ PUBLISHED = ("figures/figure[1-4]_mnist_*.png", "figures/figure[1-4]_mnist_*.csv
              "sweeps/mnist/*/*.csv", "latent/mnist/*/*.csv", "latent_full/mnist/*/*.csv",
              "snapshots/mnist/*/*/epoch*/*.csv", "fid/mnist/*/*.csv", "diagnostics/mnist/*/*.csv",
              "sampling/mnist/*/*.csv", "runs/mnist/*/*/metrics.csv", "classifier/mnist.json")
-# The log of the run's last job, whose first line names the config (under configs/) it was made with:
-# published as config.yaml.
-CLAIMS_LOG = "logs/tables/claims_mnist.log"
+# The logs whose first line names the config (under configs/) the run was made with, published as
+# config.yaml: the run's last job, or else (a part published before its claims ran) a figure's.
+CONFIG_LOGS = ("logs/tables/claims_mnist.log", "logs/figures/figure1_mnist_bce.log")
 
 
 def publish(results: Path, out: Path) -> int:
@@ -37,7 +37,7 @@ def publish(results: Path, out: Path) -> int:
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         manifest = [_copy(p, p.relative_to(results), staging) for p in files]
-        config = config_named_in(results / CLAIMS_LOG)
+        config = next(filter(None, (config_named_in(results / log) for log in CONFIG_LOGS)), None)
         if config:
             manifest.append(_copy(results / "configs" / Path(config).name, Path("config.yaml"), staging))
         manifest.sort(key=lambda row: Path(row["path"]))

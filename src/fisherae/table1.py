@@ -61,7 +61,10 @@ def table1(fids: pd.DataFrame, config: dict) -> pd.DataFrame:
     rows = []
     for (dataset, model, features), group in fids.groupby(["dataset", "model", "features"], sort=True):
         entry = models.get(model, {"method": "unknown"})
-        algorithm = paper_algorithm(entry, config["training"]["poly_normalisable"]) if model in models else None
+        # the entry alone decides (not training.poly_normalisable): a polynomial-prior Fisher AE is the
+        # Exp.-prior row, with K and the form noted as gaps, unless its entry opts into the
+        # normalisable arm (beyond the paper, no row)
+        algorithm = paper_algorithm(entry) if model in models else None
         draws = group[(group["status"] == "ok") & (group["draw"] != "mean")]
         paper = TABLE1.fid.get(algorithm) if _paper_cell(dataset, features) else None
         n_samples = int(group["n_samples"].min())
@@ -88,7 +91,7 @@ def table1(fids: pd.DataFrame, config: dict) -> pd.DataFrame:
             "paper_fid": paper[0] if paper else np.nan, "paper_sd": paper[1] if paper else np.nan,
             "comparable": "yes" if not reasons else "no", "note": "; ".join(reasons),
         })
-    ours = {paper_algorithm(models[r["model"]], config["training"]["poly_normalisable"]) for r in rows
+    ours = {paper_algorithm(models[r["model"]]) for r in rows
             if _paper_cell(r["dataset"], r["features"]) and r["model"] in models}
     for algorithm, (value, sd) in TABLE1.fid.items():
         if algorithm not in ours:
