@@ -77,11 +77,14 @@ def test_every_claim_gets_a_verdict_over_seeds_for_both_arms(tmp_path):
         ("fig2_reconstruction_comparable", "authors"): "contradicted",
         ("fig2_wae_gan_best_samples", "fisher_exp"): "reproduced", ("fig2_wae_gan_best_samples", "authors"): "reproduced",
         ("table1_order_exp_prior", "fisher_exp"): "reproduced", ("table1_order_exp_prior", "authors"): "reproduced",
-        ("factor_stability_normalised_bce", "2x2"): "reproduced",
-        ("factor_detach_normalised_bce", "2x2"): "contradicted",  # total derivative + detach beats the stability cell
+        # the authors' cell (AUTH) is collapsed: a decisive factor verdict on a flat curve of it means nothing
+        ("factor_stability_normalised_bce", "2x2"): "inconclusive",  # reproduced, but AUTH is collapsed
+        ("factor_detach_normalised_bce", "2x2"): "inconclusive",  # contradicted, but AUTH is collapsed
         ("factor_stability_nmi", "2x2"): "contradicted", ("factor_detach_nmi", "2x2"): "contradicted"}
     reasons = {(j.claim.claim, j.arm): j.verdict.reason for j in judged}
-    assert reasons[("fig1_normalised_bce", "authors")].startswith("reproduced, but AUTH's clean error is 0.95 ×")
+    assert reasons[("fig1_normalised_bce", "authors")].startswith(
+        "reproduced, but AUTH's clean error is above 0.9 × the mean image's (seed 0: 0.95, seed 1: 0.95")
+    assert reasons[("factor_detach_normalised_bce", "2x2")].startswith("contradicted, but AUTH's clean error is above")
     assert reasons[("fig3_nmi", "authors")] == "95 % interval includes 0 (a tie)"
     fig1 = next(j for j in judged if j.claim.claim == "fig1_normalised_bce" and j.arm == "fisher_exp")
     vae = fig1.comparisons[0]

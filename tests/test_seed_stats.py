@@ -75,4 +75,5 @@ def test_combining_baselines_and_downgrading():
     assert combine([yes, tie]) == tie and combine([tie, no, yes]) == no
     assert combine([]) == Verdict(INCONCLUSIVE, "no comparison")
     assert downgrade(yes, "collapsed") == Verdict(INCONCLUSIVE, "reproduced, but collapsed")
-    assert downgrade(no, "collapsed") == no and downgrade(yes, None) == yes
+    assert downgrade(no, "collapsed") == Verdict(INCONCLUSIVE, "contradicted, but collapsed")
+    assert downgrade(tie, "collapsed") == tie and downgrade(yes, None) == yes and downgrade(no, None) == no

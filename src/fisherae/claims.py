@@ -236,14 +236,17 @@ def compare(ev: Evidence, claim: Claim, reading: Reading, ours: str, other: str)
 
 
 def caution(ev: Evidence, claim: Claim, comparisons: list[Comparison]) -> str | None:
-    """Why a robustness claim is trivially true: a compared 'ours' encoder ignores its input."""
+    """Why a robustness verdict means nothing: a compared model (ours or a baseline) has a run whose
+    encoder ignores its input, so that its curve is flat for the wrong reason."""
     if not claim.caution:
         return None
-    for c in comparisons:
-        ratio = ev.seed_values(c.model, "error_ratio", "-", FINAL).mean()
-        if ratio > COLLAPSED:
-            return (f"{ev.labels.get(c.model, c.model)}'s clean error is {ratio:.2f} × the mean image's: its "
-                    "encoder carries almost no information, so a flat curve is not robustness")
+    for model in dict.fromkeys(m for c in comparisons for m in (c.model, c.other)):
+        ratios = ev.seed_values(model, "error_ratio", "-", FINAL)
+        collapsed = ratios[ratios > COLLAPSED]
+        if len(collapsed):
+            seeds = ", ".join(f"seed {s}: {r:.2f}" for s, r in collapsed.items())
+            return (f"{ev.labels.get(model, model)}'s clean error is above {COLLAPSED:g} × the mean image's ({seeds}): "
+                    "that encoder carries almost no information, so a flat curve is not robustness")
     return None
 
 

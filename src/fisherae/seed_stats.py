@@ -126,7 +126,8 @@ def combine(verdicts: list[Verdict]) -> Verdict:
 
 
 def downgrade(v: Verdict, caution: str | None) -> Verdict:
-    """A caution that undermines a claim turns 'reproduced' into 'inconclusive'."""
-    if caution and v.verdict == REPRODUCED:
-        return Verdict(INCONCLUSIVE, f"reproduced, but {caution}")
+    """A caution that undermines a claim turns a decisive verdict ('reproduced' or 'contradicted')
+    into 'inconclusive'."""
+    if caution and v.verdict in (REPRODUCED, CONTRADICTED):
+        return Verdict(INCONCLUSIVE, f"{v.verdict}, but {caution}")
     return v
