@@ -60,7 +60,8 @@ _SECTIONS = {"datasets": "data", "models": "model", "training": "training"}  # o
 CHECK_EVERY = 50  # batches between the host syncs that check for a non-finite term or gradient
 _GRAD = "grad "  # prefix of the gradient-norm entries of a step's output
 # Training settings added after files with a stored training configuration were first written, with
-# the value those files were trained with: a file without the key was trained on the whole split.
+# the value those files were trained with: a file without validation_size was trained on the whole
+# split, one without the WAE-GAN cost_scale on the unscaled cost.
 _ADDED = {"data": {"validation_size": 0}, "training": {"wae_gan": {"cost_scale": 1.0}}}
 HELD_OUT = "heldout_"  # prefix of the held-out loss terms in metrics.csv
 
