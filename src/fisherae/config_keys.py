@@ -145,6 +145,19 @@ def _without_inert(path: tuple[str, ...], value):
     return {k: _without_inert((*path, k), v) for k, v in value.items() if not _under((*path, k), _INERT_PATHS)}
 
 
+def changed_values(old: Mapping, new: Mapping, prefix: str = "") -> list[tuple[str, object, object]]:
+    """(dotted key, old value, new value) for each leaf whose value differs between two nested
+    mappings (a key missing on one side counts as None there)."""
+    changed = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            changed += changed_values(a, b, f"{prefix}{key}.")
+        elif a != b:
+            changed.append((f"{prefix}{key}", a, b))
+    return changed
+
+
 def rerun_settings(command: str, config: Mapping, wildcards: Mapping[str, str]) -> str:
     """The values of the keys that determine ``command``'s outputs for a job with ``wildcards``,
     as JSON: the params of its Snakemake rule, so that a change to any of them reruns the job."""

@@ -13,6 +13,7 @@ from fisherae.claims import claims_table, evidence_of, judge_all, sensitivity_ta
     trajectory_verdicts
 from fisherae.claims_report import claims_markdown, sensitivity_markdown, trajectory_markdown
 from fisherae.config import load_config
+from fisherae.config_keys import changed_values
 from fisherae.errors import UserError
 from fisherae.paper import FIGURE_BY_NAME
 from fisherae.plots import save_figure
@@ -22,17 +23,10 @@ PART_KEYS = ("seeds", "results")  # the keys in which parts may differ
 SEED_FIGURES = ("figure1", "figure3")  # drawn over every part's runs
 
 
-def _flat(tree, prefix: str = "") -> dict[str, object]:
-    if not isinstance(tree, dict):
-        return {prefix: tree}
-    return {k: v for key, sub in tree.items() for k, v in _flat(sub, f"{prefix}{key}.").items()} if tree else \
-        {prefix: tree}
-
-
 def differing_keys(a: dict, b: dict) -> list[str]:
     """The dotted keys (other than PART_KEYS) whose values differ between configs ``a`` and ``b``."""
-    fa, fb = (_flat({k: v for k, v in c.items() if k not in PART_KEYS}) for c in (a, b))
-    return sorted(k.rstrip(".") for k in set(fa) | set(fb) if fa.get(k, ...) != fb.get(k, ...))
+    return sorted(key for key, _, _ in changed_values(*({k: v for k, v in c.items() if k not in PART_KEYS}
+                                                        for c in (a, b))))
 
 
 def part_config(parts: list[Path]) -> dict:

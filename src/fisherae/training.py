@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 from fisherae.checkpoint import (CHECKPOINT_FILE, CHECKPOINT_FORMAT, MODEL_FILE, SNAPSHOT_DIR, atomic_torch_save,
                                  atomic_write_text, save_model, torch_load)
-from fisherae.config_keys import TRAINED, resolve
+from fisherae.config_keys import TRAINED, changed_values, resolve
 from fisherae.errors import ConfigError, TrainingDiverged, UserError
 from fisherae.capture import GraphedStep
 from fisherae.batches import TensorBatches
@@ -512,14 +512,6 @@ def _with_added(stored: dict, added: dict = _ADDED) -> dict:
     return filled
 
 
-def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two nested dicts."""
-    keys = sorted(set(old) | set(new))
-    changed = []
-    for key in keys:
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            changed += _differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            changed.append(f"{prefix}{key} ({a!r} -> {b!r})")
-    return changed
+def _differences(old: dict, new: dict) -> list[str]:
+    """Dotted keys whose values differ between two nested dicts, with both values."""
+    return [f"{key} ({a!r} -> {b!r})" for key, a, b in changed_values(old, new)]
