@@ -15,6 +15,7 @@ from fisherae.claims import (CLAIM_COLUMNS, CLAIMS, PRIMARY, READINGS, Evidence,
 from fisherae.cli import main
 from fisherae.errors import UserError
 from fisherae.paper import NOISE_GRID, model_roles
+from fisherae.reproduction import reproduction
 from fisherae.run_summaries import find_run_files, run_summaries
 from fisherae.seed_stats import VERDICTS
 
@@ -179,8 +180,9 @@ MODELS = {"fae": {"method": "fisher_ae", "prior": "polynomial", "label": "Fisher
 
 
 def write_part(root, seeds, **changes) -> None:
-    """A published part: per-run CSVs of MODELS for ``seeds`` and its config.yaml."""
-    runs(root, {m: SPECS[m] for m in MODELS}, seeds)
+    """A published part: per-run CSVs of MODELS (of ``changes["run_models"]`` where given) for
+    ``seeds`` and its config.yaml."""
+    runs(root, {m: SPECS[m] for m in changes.get("run_models", MODELS)}, seeds)
     config = {"results": str(root), "seeds": list(seeds), "datasets": {"mnist": {"source": "embedded"}},
               "models": MODELS, **changes}
     (root / "config.yaml").write_text(yaml.safe_dump(config))
@@ -244,6 +246,22 @@ def test_reproduction_judges_all_parts_together(tmp_path):
     assert "Parts: " in (out / "claims_mnist.md").read_text()
 
 
+def test_reproduction_takes_a_seed_split_by_models(tmp_path):
+    """Seed 0 in two parts of two models each (run_models), seeds 1 and 2 in a third: one judgement
+    over 3 seeds of every model; a model run at seed 0 in two parts is refused."""
+    write_part(tmp_path / "seed0", (0,), run_models=["fae", "vae"])
+    write_part(tmp_path / "seed0-other", (0,), run_models=["fae_g", "wae"])
+    write_part(tmp_path / "seeds12", (1, 2))
+    parts = [str(tmp_path / name) for name in ("seed0", "seed0-other", "seeds12")]
+    assert main(["reproduction", "--parts", *parts, "--out", str(tmp_path / "out")]) == 0
+    figure1 = pd.read_csv(tmp_path / "out/figure1_mnist_bce.csv")
+    assert figure1.groupby("model")["n_seeds"].min().to_dict() == {"fae": 3, "fae_g": 3, "vae": 3, "wae": 3}
+    assert "Parts: " + ", ".join(parts) + "; training seeds [0, 1, 2]." in (tmp_path / "out/claims_mnist.md").read_text()
+    write_part(tmp_path / "again", (0,), run_models=["vae"])
+    with pytest.raises(UserError, match="both hold vae seed 0"):
+        reproduction([*parts, str(tmp_path / "again")], str(tmp_path / "out2"))
+
+
 def test_reproduction_refuses_parts_of_different_runs(tmp_path, capsys):
     write_part(tmp_path / "a", (0,))
     write_part(tmp_path / "b", (1,), training={"epochs": 3}, datasets={"mnist": {"source": "embedded", "latent_dim": 4}})
@@ -251,7 +269,7 @@ def test_reproduction_refuses_parts_of_different_runs(tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert f"{tmp_path / 'b'}/config.yaml differs from {tmp_path / 'a'}/config.yaml in " \
-           "datasets.mnist.latent_dim, training.epochs (parts may differ in seeds and results only)" in err
+           "datasets.mnist.latent_dim, training.epochs (parts may differ in seeds, run_models, results only)" in err
     assert not (tmp_path / "out").exists()
     (tmp_path / "b/config.yaml").unlink()
     assert main(argv) == 2

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -104,6 +105,27 @@ def test_snakemake_config_bad_value_names_config(tmp_path):
     assert proc.returncode != 0
     assert "seeds.0 (from --config)" in output and "--config 'seeds=[0,1,2]'" in output
     assert "invalid configuration given with --config (on top of" in output
+
+
+def test_run_models_must_name_configured_models():
+    config = yaml.safe_load(MINIMAL)
+    assert "run_models" not in validate_config(config)  # absent: every entry runs
+    config["run_models"] = ["vae", "vea"]
+    with pytest.raises(ConfigError, match=r"^cfg.yaml: run_models names vea, not an entry of models \(vae\)"):
+        validate_config(config, "cfg.yaml")
+    with pytest.raises(ConfigError, match=r"^--config: run_models names vea"):
+        validate_config(config, "cfg.yaml", command_line={"run_models": ["vae", "vea"]})
+
+
+def test_snakemake_run_models_narrow_the_runs(tmp_path):
+    """--config 'run_models=[...]' trains and evaluates those models only (a part of a reproduction)."""
+    workdir = _workflow_copy(tmp_path)
+    proc = _snakemake(workdir, "-n", "--cores", "1", "--config", "run_models=[vae]")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    trained = set(re.findall(r"runs/mnist/(\w+)/seed\d+/model\.pt", proc.stdout))
+    assert trained == {"vae"}
+    proc = _snakemake(workdir, "-n", "--cores", "1", "--config", "run_models=[vea]")
+    assert proc.returncode != 0 and "--config: run_models names vea, not an entry of models" in proc.stdout + proc.stderr
 
 
 def test_snakemake_configfile_exponent_number_dry_run(tmp_path):

@@ -136,7 +136,16 @@ def validate_config(config: dict, source: str = "config", command_line: Mapping 
         else:
             head = f"{source}: invalid configuration"
         raise ConfigError(f"{head}:\n" + "\n".join(lines))
+    _check_run_models(config, "--config" if "run_models" in (command_line or {}) else source)
     return config
+
+
+def _check_run_models(config: dict, source: str) -> None:
+    """ConfigError where ``run_models`` names a model that ``models`` does not configure."""
+    unknown = [name for name in config.get("run_models", []) if name not in config["models"]]
+    if unknown:
+        raise ConfigError(f"{source}: run_models names {', '.join(unknown)}, not an entry of models "
+                          f"({', '.join(config['models'])}); name models that the config defines")
 
 
 def load_config(path: str | Path) -> dict:

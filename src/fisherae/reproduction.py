@@ -1,6 +1,6 @@
 """The claims over all published parts of one reproduction (issue 12): a part is one invocation
-of the DAG (e.g. one seed), published with its config.yaml; parts may differ in ``seeds`` and
-``results`` only. Writes the claims, their sensitivity to the readings and their trajectory over
+of the DAG (one seed, or some models at one seed), published with its config.yaml; parts may
+differ in ``seeds``, ``run_models`` and ``results`` only. Writes the claims, their sensitivity to the readings and their trajectory over
 the snapshot epochs (CSV + Markdown, atomically), and Figures 1 and 3 over every part's runs
 (seed means with t 95 % intervals over training seeds)."""
 
@@ -19,7 +19,7 @@ from fisherae.paper import FIGURE_BY_NAME
 from fisherae.plots import save_figure
 from fisherae.run_summaries import find_run_files, run_summaries
 
-PART_KEYS = ("seeds", "results")  # the keys in which parts may differ
+PART_KEYS = ("seeds", "run_models", "results")  # the keys in which parts may differ
 SEED_FIGURES = ("figure1", "figure3")  # drawn over every part's runs
 
 
@@ -40,9 +40,10 @@ def part_config(parts: list[Path]) -> dict:
         keys = differing_keys(configs[0], config)
         if keys:
             raise UserError(f"{part}/config.yaml differs from {parts[0]}/config.yaml in {', '.join(keys)} (parts may "
-                            f"differ in {' and '.join(PART_KEYS)} only); give the parts of one reproduction")
+                            f"differ in {', '.join(PART_KEYS)} only); give the parts of one reproduction")
     seeds = sorted({s for c in configs for s in c["seeds"]})
-    return {**configs[0], "seeds": seeds, "results": ", ".join(map(str, parts))}
+    shared = {key: value for key, value in configs[0].items() if key != "run_models"}
+    return {**shared, "seeds": seeds, "results": ", ".join(map(str, parts))}
 
 
 def reproduction(parts: list[str], out: str) -> list[Path]:

@@ -10,6 +10,7 @@ from fisherae.paper import FIGURE_BY_NAME, FIGURE_BY_STEM, FIGURES, TABLE1
 RESULTS = config["results"].rstrip("/")
 DATASETS = list(config["datasets"])
 MODELS = list(config["models"])
+RUN_MODELS = config.get("run_models", MODELS)  # this invocation's part of MODELS (the others have no runs)
 SEEDS = [str(seed) for seed in config["seeds"]]
 POLY_MODELS = [m for m, spec in config["models"].items() if spec["prior"] == "polynomial"]
 OTHER_MODELS = [m for m in MODELS if m not in POLY_MODELS]
@@ -52,7 +53,9 @@ def res(path):
 
 def model_seeds(model):
     """The seeds ``model`` trains with: those of the config's seeds that its entry's ``seeds`` lists
-    (all of them where it lists none), in the config's order."""
+    (all of them where it lists none), in the config's order; none unless run_models has it."""
+    if model not in RUN_MODELS:
+        return []
     mine = {str(seed) for seed in config["models"][model].get("seeds", SEEDS)}
     return [seed for seed in SEEDS if seed in mine]
 
