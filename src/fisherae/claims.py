@@ -7,8 +7,9 @@ difference of seed means (fisherae.seed_stats): ``reproduced`` when it lies whol
 side, ``contradicted`` when wholly on the other, else ``inconclusive`` (a tie, or one seed). A
 claim about "the Fisher AE" is judged for the paper's arm (role ``fisher_exp``) and for the
 authors' code (role ``authors``); the 2x2 of the authors' two changes is judged factor by factor
-where its cells are configured. A collapsed encoder downgrades a robustness claim it would make
-trivially true. ``Reading`` names how a number is read (primary: normalised BCE, σ² read as a
+where its cells are configured. A compared model whose reconstructions ignore their input
+(collapsed) downgrades a claim about reconstructions, samples or curve shapes, which it would make
+trivially true or false. ``Reading`` names how a number is read (primary: normalised BCE, σ² read as a
 variance, mean over the levels > 0, NMI on the configured points, the final epoch); the
 sensitivity table repeats the Figure 1 and 3 claims under each other reading, and the trajectory
 table at each snapshot epoch.
@@ -89,7 +90,7 @@ class Claim:
     direction: int
     ours: str = ""
     others: tuple[str, ...] = ()
-    caution: bool = False  # a collapsed encoder of ``ours`` makes it trivially true
+    caution: bool = False  # a collapsed model among those compared makes the verdict trivially true or false
     pairs: tuple[tuple[str, str], ...] = ()
 
     def arms(self) -> tuple[str, ...]:
@@ -115,20 +116,20 @@ CLAIMS = (
     Claim("fig1_normalised_bce_gaussian_prior", "Figure 1", "the same for the Fisher AE with a Gaussian prior",
           "error", LOWER, "fisher_gauss", ("vae", "wae_gan"), caution=True),
     Claim("fig1_bce_noisy", "Figure 1, Figure 2 (row 1)", "the Fisher AE (Exp. prior) reconstructs noisy inputs "
-          "better, in absolute BCE", "bce", LOWER, ARM, ("vae", "wae_gan")),
+          "better, in absolute BCE", "bce", LOWER, ARM, ("vae", "wae_gan"), caution=True),
     Claim("fig3_nmi", "Figure 3", "the Fisher AE (Exp. prior) keeps its latent clusters under noise better: higher "
           "NMI", "nmi", HIGHER, ARM, ("vae", "wae_gan")),
     Claim("fig3_nmi_decay", "Figure 3", "the Fisher AE's NMI decays slowly with σ²; the VAE's and WAE-GAN's decay "
           "faster", "nmi_drop", LOWER, ARM, ("vae", "wae_gan"), caution=True),
     Claim("fig2_wae_gan_fails_on_noise", "Figure 2 (row 1)", "WAE-GAN fails to reconstruct noisy test digits "
-          "(the grid's σ²), unlike the Fisher AE and the VAE", "bce_grid", HIGHER, "wae_gan", (ARM, "vae")),
+          "(the grid's σ²), unlike the Fisher AE and the VAE", "bce_grid", HIGHER, "wae_gan", (ARM, "vae"), caution=True),
     Claim("fig2_reconstruction_comparable", "Figure 2 (row 2)", "the Fisher AE's test reconstructions are "
-          "comparable to WAE-GAN's", "clean_bce", WITHIN, ARM, ("wae_gan",)),
+          "comparable to WAE-GAN's", "clean_bce", WITHIN, ARM, ("wae_gan",), caution=True),
     Claim("fig2_wae_gan_best_samples", "Figure 2 (row 3)", "WAE-GAN gives the best random samples (lowest domain "
-          "FID)", "fid", LOWER, "wae_gan", (ARM, "vae")),
+          "FID)", "fid", LOWER, "wae_gan", (ARM, "vae"), caution=True),
     Claim("table1_order_exp_prior", "Table 1 (CelebA; MNIST analogue)", "the Fisher AE with the exponential-family "
           "prior samples better than the Gaussian-prior Fisher AE and the VAE", "fid", LOWER, ARM,
-          ("fisher_gauss", "vae")),
+          ("fisher_gauss", "vae"), caution=True),
     Claim("factor_stability_normalised_bce", "Figure 1 (2x2)", "the stability term at fixed z (paper) is more robust "
           "than its total derivative (authors' code), the decoder-score detach held fixed", "error", LOWER,
           caution=True, pairs=STABILITY),
@@ -236,8 +237,9 @@ def compare(ev: Evidence, claim: Claim, reading: Reading, ours: str, other: str)
 
 
 def caution(ev: Evidence, claim: Claim, comparisons: list[Comparison]) -> str | None:
-    """Why a robustness verdict means nothing: a compared model (ours or a baseline) has a run whose
-    encoder ignores its input, so that its curve is flat for the wrong reason."""
+    """Why a verdict means nothing: a compared model (ours or a baseline) has a run whose
+    reconstructions ignore their input, so that its errors, samples and flat curves say nothing
+    about the claim (claims that name ``caution``; an NMI level reads the encoder alone)."""
     if not claim.caution:
         return None
     for model in dict.fromkeys(m for c in comparisons for m in (c.model, c.other)):
@@ -246,7 +248,7 @@ def caution(ev: Evidence, claim: Claim, comparisons: list[Comparison]) -> str | 
         if len(collapsed):
             seeds = ", ".join(f"seed {s}: {r:.2f}" for s, r in collapsed.items())
             return (f"{ev.labels.get(model, model)}'s clean error is above {COLLAPSED:g} × the mean image's ({seeds}): "
-                    "that encoder carries almost no information, so a flat curve is not robustness")
+                    "its reconstructions (nearly) ignore the input, so a comparison with it does not test the claim")
     return None
 
 
