@@ -13,13 +13,12 @@ from fisherae.claims import claims_table, evidence_of, judge_all, sensitivity_ta
     trajectory_verdicts
 from fisherae.claims_report import claims_markdown, sensitivity_markdown, trajectory_markdown
 from fisherae.config import load_config
-from fisherae.config_keys import changed_values
+from fisherae.config_keys import PART_KEYS, changed_values
 from fisherae.errors import UserError
 from fisherae.paper import FIGURE_BY_NAME
 from fisherae.plots import save_figure
 from fisherae.run_summaries import find_run_files, run_summaries
 
-PART_KEYS = ("seeds", "run_models", "results")  # the keys in which parts may differ
 SEED_FIGURES = ("figure1", "figure3")  # drawn over every part's runs
 
 

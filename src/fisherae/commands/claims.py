@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from fisherae.commands.common import read_config
 from fisherae.commands.registry import command
+from fisherae.config_keys import PART_KEYS
 
 
 @command("claims", "the paper's MNIST claims (Figures 1-3, Table 1's ordering) judged over one run's training "
@@ -43,8 +44,8 @@ def run_claims(args) -> None:
                          "sensitivity to the readings and their trajectory over epochs: CSV + Markdown")
 def setup_reproduction(parser):
     parser.add_argument("--parts", nargs="+", required=True,
-                        help="directories written by `publish` (each with config.yaml; they may differ in seeds and "
-                             "results only)")
+                        help="directories written by `publish` (each with config.yaml; they may differ in "
+                             f"{', '.join(PART_KEYS)} only)")
     parser.add_argument("--out", required=True, help="directory for claims_mnist, sensitivity_mnist, "
                                                      "trajectory_mnist (.csv, .md) and trajectory_verdicts_mnist.csv")
     return run_reproduction
