@@ -422,8 +422,8 @@ def test_smoke_report_is_self_contained(smoke_run):
 
 # The keys whose change reshapes the DAG (other output paths, jobs added or moved to another rule)
 # rather than changing a job's params: the Snakefile reads them to build the DAG.
-SHAPES_THE_DAG = {"results", "seeds", "models.*.prior", "models.*.seeds", "evaluation.latent.full_test_set_seeds",
-                  "training.snapshot_epochs"}
+SHAPES_THE_DAG = {"results", "seeds", "run_models", "models.*.prior", "models.*.seeds",
+                  "evaluation.latent.full_test_set_seeds", "training.snapshot_epochs"}
 
 
 def _leaves(node, prefix=()):

@@ -1,8 +1,9 @@
 """The claims over all published parts of one reproduction (issue 12): a part is one invocation
 of the DAG (one seed, or some models at one seed), published with its config.yaml; parts may
-differ in ``seeds``, ``run_models`` and ``results`` only. Writes the claims, their sensitivity to the readings and their trajectory over
-the snapshot epochs (CSV + Markdown, atomically), and Figures 1 and 3 over every part's runs
-(seed means with t 95 % intervals over training seeds)."""
+differ in PART_KEYS only (``seeds``, ``run_models``, ``results``). Writes the claims, their
+sensitivity to the readings and their trajectory over the snapshot epochs (CSV + Markdown,
+atomically), and Figures 1 and 3 over every part's runs (seed means with t 95 % intervals over
+training seeds)."""
 
 from __future__ import annotations
 
@@ -22,14 +23,19 @@ from fisherae.run_summaries import find_run_files, run_summaries
 SEED_FIGURES = ("figure1", "figure3")  # drawn over every part's runs
 
 
+def _shared(config: dict) -> dict:
+    """``config`` without PART_KEYS: what every part of one reproduction must agree on."""
+    return {key: value for key, value in config.items() if key not in PART_KEYS}
+
+
 def differing_keys(a: dict, b: dict) -> list[str]:
     """The dotted keys (other than PART_KEYS) whose values differ between configs ``a`` and ``b``."""
-    return sorted(key for key, _, _ in changed_values(*({k: v for k, v in c.items() if k not in PART_KEYS}
-                                                        for c in (a, b))))
+    return sorted(key for key, _, _ in changed_values(_shared(a), _shared(b)))
 
 
 def part_config(parts: list[Path]) -> dict:
-    """The config shared by ``parts`` (seeds: all of theirs); UserError naming the keys where two differ."""
+    """The config shared by ``parts`` (seeds: all of theirs; results: the parts; no run_models);
+    UserError naming the keys where two differ."""
     configs = []
     for part in parts:
         if not (part / "config.yaml").is_file():
@@ -41,8 +47,7 @@ def part_config(parts: list[Path]) -> dict:
             raise UserError(f"{part}/config.yaml differs from {parts[0]}/config.yaml in {', '.join(keys)} (parts may "
                             f"differ in {', '.join(PART_KEYS)} only); give the parts of one reproduction")
     seeds = sorted({s for c in configs for s in c["seeds"]})
-    shared = {key: value for key, value in configs[0].items() if key != "run_models"}
-    return {**shared, "seeds": seeds, "results": ", ".join(map(str, parts))}
+    return {**_shared(configs[0]), "seeds": seeds, "results": ", ".join(map(str, parts))}
 
 
 def reproduction(parts: list[str], out: str) -> list[Path]:
