@@ -142,6 +142,20 @@ def test_svgd_fast_median_and_its_fallback_match_the_exact_median(monkeypatch):
         torch.testing.assert_close(out, svgd(score, x0, 60, step, check_every=7), rtol=1e-9, atol=1e-12)
 
 
+def test_svgd_half_precision_takes_the_exact_median(monkeypatch):
+    """The CPU bracket reads its entries through NumPy, which has no bfloat16: half-precision
+    particles (130^2 entries, above BRACKET_MIN_ENTRIES) take kthvalue every step instead."""
+    calls = []
+    original = svgd_module._median_sq_distance
+    monkeypatch.setattr(svgd_module, "_median_sq_distance",
+                        lambda d2, bracket, bracketed: calls.append(bracket) or original(d2, bracket, bracketed))
+    x0 = torch.randn(130, 2, generator=torch.Generator().manual_seed(0))
+    for dtype in (torch.bfloat16, torch.float16):
+        out = svgd(lambda z: -z, x0.to(dtype), 20, 1e-2)
+        assert out.dtype == dtype and torch.isfinite(out).all()
+    assert len(calls) == 40 and all(bracket is None for bracket in calls)
+
+
 @pytest.mark.parametrize("n", [9, 130])
 def test_svgd_moves_batched_sets_like_separate_calls(n):
     torch.manual_seed(n)
