@@ -24,7 +24,15 @@ LAYERS = {  # the geometries of the paper's nets (stride-2 convs, 'same' conv, t
     "conv k3 s2 p1 groups": lambda: Conv2d(4, 6, 3, stride=2, padding=1, groups=2),
     "transposed k5 s2 p2 op1": lambda: ConvTranspose2d(4, 3, 5, stride=2, padding=2, output_padding=1),
     "transposed k4 s2 p1": lambda: ConvTranspose2d(4, 3, 4, stride=2, padding=1),
+    # the CPU's other forms (Geometry.cpu_form): one output channel (depthwise and summed), stride-1
+    # transposed (the plain convolution with the kernel flipped), also dilated with uneven padding
+    "conv k5 same to one channel": lambda: Conv2d(3, 1, 5, padding="same"),
+    "conv k3 s2 d2 to one channel": lambda: Conv2d(3, 1, 3, stride=2, dilation=2, padding=(1, 0)),
+    "transposed k5 s1 p2 from one channel": lambda: ConvTranspose2d(1, 3, 5, padding=2),
+    "transposed k3 s1 d2": lambda: ConvTranspose2d(2, 3, 3, padding=(1, 0), dilation=(2, 1)),
 }
+FORMS = {"conv k5 same to one channel": "depthwise", "conv k3 s2 d2 to one channel": "depthwise",
+         "transposed k5 s1 p2 from one channel": "flipped", "transposed k3 s1 d2": "flipped"}
 NATIVE = {Conv2d: nn.Conv2d, ConvTranspose2d: nn.ConvTranspose2d}
 
 
@@ -33,16 +41,21 @@ def _layer(name, seed=0):
     return LAYERS[name]().to(DTYPE)
 
 
+def _geometry(layer):
+    return layer.geometry if isinstance(layer, Conv2d) else Geometry(
+        True, layer.stride, layer.padding, layer.dilation, layer.output_padding, layer.groups)
+
+
 def _as_function(layer):
     """(x, weight, bias) -> layer output, with the layer's own geometry."""
-    geometry = layer.geometry if isinstance(layer, Conv2d) else Geometry(
-        True, layer.stride, layer.padding, layer.dilation, layer.output_padding, layer.groups)
+    geometry = _geometry(layer)
     return lambda x, w, b: convolutions.convolution(x, w, b, geometry)
 
 
 @pytest.mark.parametrize("name", LAYERS)
 def test_first_and_second_derivatives_are_exact(name):
     layer = _layer(name)
+    assert _geometry(layer).cpu_form(layer.in_channels, layer.weight.shape)[0] == FORMS.get(name, "as is")
     x = torch.randn(2, layer.in_channels, 7, 7, dtype=DTYPE, requires_grad=True)
     w, b = (p.detach().clone().requires_grad_() for p in (layer.weight, layer.bias))
     assert gradcheck(_as_function(layer), (x, w, b))
@@ -54,7 +67,8 @@ def test_a_drop_in_for_the_native_module(name):
     layer = _layer(name)
     native = NATIVE[type(layer)]
     x = torch.randn(3, layer.in_channels, 8, 8, dtype=DTYPE)
-    assert torch.equal(layer(x), native.forward(layer, x))
+    torch.testing.assert_close(layer(x), native.forward(layer, x), rtol=1e-13, atol=1e-13)  # the CPU's forms sum
+    # in another order
     twin = _layer(name, seed=1)
     twin.load_state_dict(layer.state_dict())
     assert list(layer.state_dict()) == ["weight", "bias"] and torch.equal(twin(x), layer(x))
@@ -133,21 +147,21 @@ def _convolution_calls(step):
 
 
 def _layer_geometries(model):
-    """Every layer's own geometry and that of its input gradient (the adjoint)."""
-    own = set()
+    """Every layer's own geometry and that of its input gradient (the adjoint), each also in the
+    form the CPU runs it (Geometry.cpu_form)."""
+    allowed = set()
     for module in model.modules():
-        if isinstance(module, nn.ConvTranspose2d):
-            own.add(Geometry(True, module.stride, module.padding, module.dilation, module.output_padding,
-                             module.groups))
-        elif isinstance(module, nn.Conv2d):
-            own.add(Conv2d.geometry.fget(module))
-    adjoints = set()
-    for g in own:  # a transposed layer's adjoint is the plain convolution; a plain one's, the transposed
+        if not isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            continue
+        g = _geometry(module)
+        # a transposed layer's adjoint is the plain convolution; a plain one's, the transposed
         # convolution with whichever output padding (< stride) restores the input's size
-        adjoints |= ({Geometry(False, g.stride, g.padding, g.dilation, (0, 0), g.groups)} if g.transposed else
-                     {Geometry(True, g.stride, g.padding, g.dilation, (a, b), g.groups)
-                      for a in range(g.stride[0]) for b in range(g.stride[1])})
-    return own | adjoints
+        adjoints = ({Geometry(False, g.stride, g.padding, g.dilation, (0, 0), g.groups)} if g.transposed else
+                    {Geometry(True, g.stride, g.padding, g.dilation, (a, b), g.groups)
+                     for a in range(g.stride[0]) for b in range(g.stride[1])})
+        allowed |= {g, g.cpu_form(module.in_channels, module.weight.shape)[1]}
+        allowed |= adjoints | {a.cpu_form(module.out_channels, module.weight.shape)[1] for a in adjoints}
+    return allowed
 
 
 def _off_backend(dataset):
