@@ -30,9 +30,13 @@ LAYERS = {  # the geometries of the paper's nets (stride-2 convs, 'same' conv, t
     "conv k3 s2 d2 to one channel": lambda: Conv2d(3, 1, 3, stride=2, dilation=2, padding=(1, 0)),
     "transposed k5 s1 p2 from one channel": lambda: ConvTranspose2d(1, 3, 5, padding=2),
     "transposed k3 s1 d2": lambda: ConvTranspose2d(2, 3, 3, padding=(1, 0), dilation=(2, 1)),
+    # stride 1 with one channel on one side: the weight gradient by unfolding (_one_channel_weight_gradient)
+    "conv k3 d2 to one channel": lambda: Conv2d(3, 1, 3, dilation=(2, 1), padding=(1, 0)),
+    "transposed k3 d2 from one channel": lambda: ConvTranspose2d(1, 3, 3, padding=(1, 0), dilation=(2, 1)),
 }
 FORMS = {"conv k5 same to one channel": "depthwise", "conv k3 s2 d2 to one channel": "depthwise",
-         "transposed k5 s1 p2 from one channel": "flipped", "transposed k3 s1 d2": "flipped"}
+         "transposed k5 s1 p2 from one channel": "flipped", "transposed k3 s1 d2": "flipped",
+         "conv k3 d2 to one channel": "depthwise", "transposed k3 d2 from one channel": "flipped"}
 NATIVE = {Conv2d: nn.Conv2d, ConvTranspose2d: nn.ConvTranspose2d}
 
 

@@ -81,12 +81,35 @@ class Geometry:
 
     def weight_gradient(self, grad_y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias: bool,
                         mask: tuple[bool, bool]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """(dL/dweight, dL/dbias) from the output gradient, on the backend's weight-gradient kernel."""
+        """(dL/dweight, dL/dbias) from the output gradient, on the backend's weight-gradient kernel
+        (on the CPU, for a stride-1 layer with one channel on one side, by ``_one_channel_weight_gradient``)."""
+        narrow, wide = (x, grad_y) if self.transposed else (grad_y, x)
+        if (x.device.type == "cpu" and self.groups == 1 and self.stride == (1, 1) and narrow.shape[1] == 1
+                and wide.shape[1] > 1 and all(p <= d * (k - 1) for p, d, k in
+                                              zip(self.padding, self.dilation, weight.shape[2:]))):
+            grad_w = _one_channel_weight_gradient(wide, narrow, tuple(weight.shape[2:]), self.padding, self.dilation)
+            return grad_w if mask[0] else None, grad_y.sum((0, 2, 3)) if bias and mask[1] else None
         bias_sizes = [weight.shape[1] * self.groups if self.transposed else weight.shape[0]] if bias else None
         _, grad_w, grad_b = torch.ops.aten.convolution_backward(
             grad_y, x, weight, bias_sizes, self.stride, self.padding, self.dilation, self.transposed,
             self.output_padding, self.groups, [False, mask[0], bias and mask[1]])
         return grad_w, grad_b
+
+
+def _one_channel_weight_gradient(wide: torch.Tensor, narrow: torch.Tensor, kernel: _Pair, padding: _Pair,
+                                 dilation: _Pair) -> torch.Tensor:
+    """The weight gradient [1, C, kh, kw] of a stride-1 convolution whose one side has one channel:
+    a plain one to one channel (``wide`` its input [N, C, H, W], ``narrow`` its output gradient) or
+    a transposed one from one channel (``wide`` its output gradient, ``narrow`` its input). Tap
+    (a, b) pairs wide[:, :, p, q] with narrow[:, 0, p + padding - a dilation, ...], so the taps of
+    ``narrow`` unfolded over wide's grid make it one batched matrix product (oneDNN's
+    weight-gradient kernel ran this case 2-3x slower: BENCHMARKS.md)."""
+    edge = [d * (k - 1) - p for k, p, d in zip(kernel, padding, dilation)]
+    taps = torch.nn.functional.unfold(torch.nn.functional.pad(narrow, (edge[1], edge[1], edge[0], edge[0])),
+                                      kernel, dilation=dilation)  # [N, kh kw, H W], the taps reversed
+    n, c = wide.shape[:2]
+    grad = torch.bmm(wide.reshape(n, c, -1), taps.transpose(1, 2)).sum(0)
+    return grad.flip(1).reshape(1, c, *kernel)
 
 
 def convolution(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, geometry: Geometry) -> torch.Tensor:
