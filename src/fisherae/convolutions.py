@@ -54,20 +54,26 @@ class Geometry:
         """How the CPU runs this convolution: the same sums, in a form oneDNN runs faster where
         it runs this one slowly (MNIST nets, width 16, one thread: 26 vs 10 ms and 17 vs 7 ms):
         - "flipped": a transposed convolution of stride 1 (the adjoint of a 'same' convolution) as
-          the plain convolution with the weight's channels swapped and its kernel flipped, padding
-          dilation (kernel - 1) - padding;
+          the plain convolution with the weight's channels swapped and its kernel flipped, padded
+          by ``flipped_padding``;
         - "depthwise": a plain convolution to one output channel (the decoder's last layer) as a
           depthwise convolution (a kernel per input channel) summed over the channels;
         - "as is" otherwise. Returns the form and the geometry of the convolution it runs."""
         if self.groups != 1:
             return "as is", self
-        spans = [d * (k - 1) for d, k in zip(self.dilation, weight_shape[2:])]
-        if self.transposed and self.stride == (1, 1) and all(p <= span for p, span in zip(self.padding, spans)):
-            padding = tuple(span - p for p, span in zip(self.padding, spans))
+        padding = self.flipped_padding(tuple(weight_shape[2:]))
+        if self.transposed and padding is not None:
             return "flipped", Geometry(False, (1, 1), padding, self.dilation, (0, 0), 1)
         if not self.transposed and weight_shape[0] == 1 and in_channels > 1:
             return "depthwise", Geometry(False, self.stride, self.padding, self.dilation, (0, 0), in_channels)
         return "as is", self
+
+    def flipped_padding(self, kernel: _Pair) -> _Pair | None:
+        """dilation (kernel - 1) - padding per dimension, the padding that turns this stride-1
+        convolution into its flipped-kernel twin (plain <-> transposed); None where the stride is
+        not 1 or the padding exceeds dilation (kernel - 1)."""
+        edge = tuple(d * (k - 1) - p for k, p, d in zip(kernel, self.padding, self.dilation))
+        return edge if self.stride == (1, 1) and min(edge) >= 0 else None
 
     def adjoint(self, x_shape: torch.Size, y_shape: torch.Size, kernel: _Pair) -> Geometry:
         """The geometry of the input gradient: the transposed convolution of this one (with the
@@ -84,10 +90,11 @@ class Geometry:
         """(dL/dweight, dL/dbias) from the output gradient, on the backend's weight-gradient kernel
         (on the CPU, for a stride-1 layer with one channel on one side, by ``_one_channel_weight_gradient``)."""
         narrow, wide = (x, grad_y) if self.transposed else (grad_y, x)
-        if (x.device.type == "cpu" and self.groups == 1 and self.stride == (1, 1) and narrow.shape[1] == 1
-                and wide.shape[1] > 1 and all(p <= d * (k - 1) for p, d, k in
-                                              zip(self.padding, self.dilation, weight.shape[2:]))):
-            grad_w = _one_channel_weight_gradient(wide, narrow, tuple(weight.shape[2:]), self.padding, self.dilation)
+        kernel = tuple(weight.shape[2:])
+        edge = self.flipped_padding(kernel)
+        if (x.device.type == "cpu" and self.groups == 1 and edge is not None and narrow.shape[1] == 1
+                and wide.shape[1] > 1):
+            grad_w = _one_channel_weight_gradient(wide, narrow, kernel, edge, self.dilation)
             return grad_w if mask[0] else None, grad_y.sum((0, 2, 3)) if bias and mask[1] else None
         bias_sizes = [weight.shape[1] * self.groups if self.transposed else weight.shape[0]] if bias else None
         _, grad_w, grad_b = torch.ops.aten.convolution_backward(
@@ -96,15 +103,15 @@ class Geometry:
         return grad_w, grad_b
 
 
-def _one_channel_weight_gradient(wide: torch.Tensor, narrow: torch.Tensor, kernel: _Pair, padding: _Pair,
+def _one_channel_weight_gradient(wide: torch.Tensor, narrow: torch.Tensor, kernel: _Pair, edge: _Pair,
                                  dilation: _Pair) -> torch.Tensor:
     """The weight gradient [1, C, kh, kw] of a stride-1 convolution whose one side has one channel:
     a plain one to one channel (``wide`` its input [N, C, H, W], ``narrow`` its output gradient) or
     a transposed one from one channel (``wide`` its output gradient, ``narrow`` its input). Tap
     (a, b) pairs wide[:, :, p, q] with narrow[:, 0, p + padding - a dilation, ...], so the taps of
-    ``narrow`` unfolded over wide's grid make it one batched matrix product (oneDNN's
-    weight-gradient kernel ran this case 2-3x slower: BENCHMARKS.md)."""
-    edge = [d * (k - 1) - p for k, p, d in zip(kernel, padding, dilation)]
+    ``narrow``, padded by ``edge`` (the layer's ``flipped_padding``), unfolded over wide's grid make
+    it one batched matrix product (oneDNN's weight-gradient kernel ran this case 2-3x slower:
+    BENCHMARKS.md)."""
     taps = torch.nn.functional.unfold(torch.nn.functional.pad(narrow, (edge[1], edge[1], edge[0], edge[0])),
                                       kernel, dilation=dilation)  # [N, kh kw, H W], the taps reversed
     n, c = wide.shape[:2]
