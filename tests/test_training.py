@@ -526,9 +526,27 @@ def test_snapshots_are_the_models_of_their_epochs_and_survive_a_resume(tmp_path)
 def test_a_snapshot_that_cannot_be_made_is_refused_before_training(tmp_path):
     with pytest.raises(ConfigError, match="snapshot_epochs: 2 is not below training.epochs = 2"):
         train(make_config(epochs=2, snapshot_epochs=[2]), "mnist", "vae", 0, tmp_path / "a", "cpu", progress=False)
-    train(make_config(epochs=1), "mnist", "vae", 0, tmp_path / "b", "cpu", progress=False)
+    train(make_config(epochs=2), "mnist", "vae", 0, tmp_path / "b", "cpu", progress=False)
     with pytest.raises(ConfigError, match=r"epoch1.pt is missing but .*checkpoint.pt is already past epoch 1"):
-        train(make_config(epochs=2, snapshot_epochs=[1]), "mnist", "vae", 0, tmp_path / "b", "cpu", progress=False)
+        train(make_config(epochs=3, snapshot_epochs=[1]), "mnist", "vae", 0, tmp_path / "b", "cpu", progress=False)
+    assert not (tmp_path / "b/snapshots").exists()
+
+
+def test_a_finished_run_extended_keeps_its_last_model_as_a_snapshot(tmp_path):
+    """Training a finished 2-epoch run on to 3 epochs with snapshot_epochs [2] writes epoch2.pt from
+    the checkpoint: the 2-epoch model, as a 3-epoch run from scratch would have snapshotted it."""
+    short = train(make_config(epochs=2), "mnist", "vae", 0, tmp_path / "run", "cpu", progress=False)
+    two = state(load_model(short))
+    extended = make_config(epochs=3, snapshot_epochs=[2])
+    train(extended, "mnist", "vae", 0, tmp_path / "run", "cpu", progress=False)
+    scratch = train(extended, "mnist", "vae", 0, tmp_path / "scratch", "cpu", progress=False)
+    snapshot = tmp_path / "run/snapshots/epoch2.pt"
+    assert_identical(state(load_model(snapshot)), two)
+    assert_identical(state(load_model(snapshot)), state(load_model(tmp_path / "scratch/snapshots/epoch2.pt")))
+    assert_identical(state(load_model(tmp_path / "run/model.pt")), state(load_model(scratch)))
+    meta, fresh = (load_model_payload(path)["metadata"] for path in (snapshot, tmp_path / "scratch/snapshots/epoch2.pt"))
+    assert (meta["epoch"], meta["epochs"]) == (2, 3)
+    assert meta["metrics"].pop("seconds") > 0 and fresh["metrics"].pop("seconds") > 0 and meta == fresh
 
 
 def test_a_model_entry_overrides_the_prior_order_and_form():

@@ -82,7 +82,7 @@ def train(config: dict, dataset: str, model: str, seed: int, outdir: str | Path,
     if start > settings["epochs"] + 1:
         raise ConfigError(f"{outdir / CHECKPOINT_FILE} is already at epoch {start - 1}, beyond training.epochs = "
                           f"{settings['epochs']}; raise training.epochs or use another --outdir")
-    run.check_snapshots(start)
+    run.prepare_snapshots(start)
     data, held_out = training_batches(config, dataset, device)
     validation = None if held_out is None else _HeldOut(run.step, held_out)
     _say(run.start_line(start, data.n_items, 0 if held_out is None else held_out.n_items))
@@ -230,18 +230,22 @@ class _Run:
     def snapshot_path(self, epoch: int) -> Path:
         return self.outdir / SNAPSHOT_DIR / f"epoch{epoch}.pt"
 
-    def check_snapshots(self, start: int) -> None:
-        """ConfigError for a snapshot epoch at or past ``epochs``, or one already trained past whose
-        file is missing (snapshot_epochs added after the checkpoint was written)."""
+    def prepare_snapshots(self, start: int) -> None:
+        """ConfigError for a snapshot epoch at or past ``epochs``, or one trained past before the
+        checkpoint's epoch whose file is missing (snapshot_epochs added after the checkpoint was
+        written); a missing snapshot of the checkpoint's own epoch is written from the resumed model,
+        which is that epoch's model (a finished run extended to more epochs keeps its last model)."""
         epochs = self.config["training"]["epochs"]
         for epoch in self.config["training"]["snapshot_epochs"]:
             if epoch >= epochs:
                 raise ConfigError(f"training.snapshot_epochs: {epoch} is not below training.epochs = {epochs} "
                                   "(model.pt is the model of the last epoch); list earlier epochs only")
-            if epoch < start and not self.snapshot_path(epoch).exists():
+            if epoch < start - 1 and not self.snapshot_path(epoch).exists():
                 raise ConfigError(f"{self.snapshot_path(epoch)} is missing but {self.outdir / CHECKPOINT_FILE} "
                                   f"is already past epoch {epoch}; delete the checkpoint to train again with "
                                   "this snapshot, or drop the epoch from training.snapshot_epochs")
+        if start - 1 in self.config["training"]["snapshot_epochs"] and not self.snapshot_path(start - 1).exists():
+            save_model(self.snapshot_path(start - 1), self.model, self.model_metadata(start - 1))
 
     def interrupted(self, stop: KeyboardInterrupt) -> Interrupted:
         """The Interrupted to raise for ``stop`` (Ctrl-C or SIGTERM), saying what is kept."""
