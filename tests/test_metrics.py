@@ -242,6 +242,13 @@ def test_classifier_fid_and_table1_commands(tmp_path, capsys):
     missing = table[table.status == "unavailable"]
     assert list(missing.features) == ["inception-pool3-2048"] and "inception_weights" in missing.reason.iloc[0]
     assert set(table.n_samples) == {40} and set(table.n_real) == {60} and set(table.sampler) == {"exact"}
+    # --exact scores the exact draws stored beside SVGD ones: the same z gives the same FIDs
+    np.savez(tmp_path / "svgd.npz", z=z[:, ::-1] * 3, method=np.array("svgd"), seconds=np.array(0.1), z_exact=z)
+    exact_csv = tmp_path / "fid_exact.csv"
+    assert main([*args[:args.index("--samples") + 1], str(tmp_path / "svgd.npz"),
+                 *args[args.index("--samples") + 2:-1], str(exact_csv), "--exact"]) == 0
+    exact = pd.read_csv(exact_csv, dtype={"draw": str})
+    assert set(exact.sampler) == {"exact"} and np.allclose(exact[exact.status == "ok"].fid, ok.fid)
 
     out_csv, out_md = tmp_path / "t1.csv", tmp_path / "t1.md"
     assert main(["table1", "--config", str(cfg), "--inputs", str(fid_csv), "--out-csv", str(out_csv),
@@ -270,6 +277,9 @@ def test_fid_command_errors_are_clear(tmp_path, capsys):
     np.savez(tmp_path / "good.npz", z=np.zeros((1, 5, 3), np.float32), method=np.array("exact"))
     assert main(base + ["--samples", str(tmp_path / "good.npz")]) == 2  # classifier features, no --classifier
     assert "--classifier" in capsys.readouterr().err
+    np.savez(tmp_path / "svgd.npz", z=np.zeros((1, 5, 3), np.float32), method=np.array("svgd"))
+    assert main(base + ["--samples", str(tmp_path / "svgd.npz"), "--exact"]) == 2
+    assert "holds svgd draws and no exact ones" in capsys.readouterr().err
     assert not (tmp_path / "f.csv").exists()
 
 

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = ["config/smoke.yaml", "config/cpu.yaml", "config/config.yaml", "config/reproduction.yaml"]
 # The rules whose command computes on a GPU where there is one; latent, figures, tables and claims are CPU work.
 GPU_RULES = {"train", "train_classifier", "noise_sweep", "snapshot_noise_sweep", "grids", "sample",
-             "sample_polynomial_prior", "fid", "diagnose"}
+             "sample_polynomial_prior", "fid", "fid_exact", "diagnose"}
 FIGURES = {dataset: [f.stem for f in paper.FIGURES if f.dataset == dataset] for dataset in ("mnist", "celeba")}
 
 
@@ -88,6 +88,9 @@ def expected_counts(config: dict) -> dict[str, int]:
     runs = {model: len(model_seeds(config, model)) for model in models}
     r, trained = sum(runs.values()), sum(n > 0 for n in runs.values())  # runs per data set; models with one
     poly = sum(n for model, n in runs.items() if models[model].get("prior") == "polynomial")
+    training = config.get("training", {})
+    exact = sum(n for model, n in runs.items() if models[model].get("prior") == "polynomial"
+                and models[model].get("poly_normalisable", training.get("poly_normalisable", False)))
     mnist = "mnist" in datasets
     features = config.get("evaluation", {}).get("fid", {}).get("features", "both")
     snapshots = len(config.get("training", {}).get("snapshot_epochs", []))
@@ -95,7 +98,7 @@ def expected_counts(config: dict) -> dict[str, int]:
     full = sum(str(seed) in full_seeds for model in models for seed in model_seeds(config, model))
     counts = {"data": d, "train": d * r, "noise_sweep": d * r, "sample": d * (r - poly),
               "sample_polynomial_prior": d * poly, "grids": d * trained, "latent": r if mnist else 0,
-              "train_classifier": int(mnist and features in ("classifier", "both")), "fid": d * r,
+              "train_classifier": int(mnist and features in ("classifier", "both")), "fid": d * r, "fid_exact": d * exact,
               "figure": sum(len(FIGURES[name]) for name in datasets), "table1": 1, "all": 1,
               "diagnose": r if mnist else 0, "claims": int(mnist), "snapshot_noise_sweep": d * r * snapshots,
               "snapshot_latent": r * snapshots if mnist else 0, "latent_full_test_set": full if mnist else 0}
@@ -129,6 +132,9 @@ def test_dry_run_schedules_every_output(repo_copy, configfile):
                         f"{results}/samples/{run}.npz", f"{results}/fid/{run}.csv"} <= outputs
                 if config["models"][model].get("prior") == "polynomial":
                     assert f"{results}/sampling/{run}.csv" in outputs
+                    normalisable = config["models"][model].get(
+                        "poly_normalisable", config.get("training", {}).get("poly_normalisable", False))
+                    assert (f"{results}/fid_exact/{run}.csv" in outputs) == normalisable
     for job in jobs:
         assert (job["resources"].get("gpu") == "1") == (job["rule"] in GPU_RULES), job
 
@@ -423,7 +429,8 @@ def test_smoke_report_is_self_contained(smoke_run):
 # The keys whose change reshapes the DAG (other output paths, jobs added or moved to another rule)
 # rather than changing a job's params: the Snakefile reads them to build the DAG.
 SHAPES_THE_DAG = {"results", "seeds", "run_models", "models.*.prior", "models.*.seeds",
-                  "evaluation.latent.full_test_set_seeds", "training.snapshot_epochs"}
+                  "evaluation.latent.full_test_set_seeds", "training.snapshot_epochs",
+                  "training.poly_normalisable", "models.*.poly_normalisable"}  # the last two: fid_exact runs
 
 
 def _leaves(node, prefix=()):

@@ -98,6 +98,17 @@ def test_snapshots_carry_their_epoch_and_latent_full_its_own_quantity(tmp_path):
     assert (found.kind, found.model, found.seed, found.epoch) == ("snapshot_sweep", "vae", 4, "12")
 
 
+def test_the_fid_of_exact_prior_samples_is_its_own_quantity(tmp_path):
+    write_run(tmp_path, "k4", 0, {**RUN, "fid": 50.0})
+    _csv(tmp_path / "fid_exact/mnist/k4/seed0.csv", [["mnist", "k4", 0, d, 30.0 + d, "ok"] for d in range(2)],
+         ["dataset", "model", "seed", "draw", "fid", "status"])
+    table, notes = run_summaries(find_run_files(tmp_path))
+    assert values(table, "fid") == {"-": pytest.approx(50.0)} and values(table, "fid_exact") == {"-": 30.5}
+    assert notes == []
+    found = run_file("results/x/fid_exact/mnist/k4/seed0.csv")
+    assert (found.kind, found.model, found.seed, found.epoch) == ("fid_exact", "k4", 0, "final")
+
+
 def test_bad_per_run_files_are_named(tmp_path):
     with pytest.raises(UserError, match="notes.csv is not a per-run CSV of a known layout"):
         run_file(tmp_path / "sweeps/mnist/vae/notes.csv")

@@ -394,6 +394,19 @@ def test_samples_file_round_trip(tmp_path):
         assert sorted(npz.files) == ["method", "normalisable", "seconds", "seconds_exact", "z", "z_exact"]
         assert bool(npz["normalisable"]) and float(npz["seconds_exact"]) == 0.25
     assert list(tmp_path.iterdir()) == [tmp_path / "s.npz"]  # no temporary file left behind
+    exact, method = read_samples(tmp_path / "s.npz", 3, exact=True)
+    assert method == "exact" and np.array_equal(exact, z_exact.numpy())
+
+
+def test_the_exact_draws_of_a_samples_file(tmp_path):
+    """``exact``: z where the draws are exact (N(0, I)); a clear refusal for SVGD draws without exact ones."""
+    z = torch.randn(1, 4, 3)
+    write_samples(tmp_path / "gauss.npz", LatentSamples(z, "exact", 0.1), normalisable=True)
+    read, method = read_samples(tmp_path / "gauss.npz", 3, exact=True)
+    assert method == "exact" and np.array_equal(read, z.numpy())
+    write_samples(tmp_path / "k5.npz", LatentSamples(z, "svgd", 0.1), normalisable=False)
+    with pytest.raises(SamplesFileError, match=r"k5.npz holds svgd draws and no exact ones: .* without --exact"):
+        read_samples(tmp_path / "k5.npz", 3, exact=True)
 
 
 @pytest.mark.parametrize("arrays, message", [

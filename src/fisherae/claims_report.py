@@ -34,6 +34,7 @@ def _cell(i) -> str:
 
 SUMMARY = {"clean BCE": ("clean_bce", "clean"), "nBCE (mean σ² > 0)": ("nbce", "variance/mean"),
            "NMI (mean σ² > 0)": ("nmi", "variance/mean"), "domain FID": ("fid", "-"),
+           "domain FID, exact prior samples": ("fid_exact", "-"),
            "error / mean-image error": ("error_ratio", "-"), "latent probe acc.": ("probe_accuracy", "-")}
 
 

@@ -160,6 +160,12 @@ def load_config(path: str | Path) -> dict:
     return validate_config(config, str(path))
 
 
+def model_setting(config: dict, model: str, key: str):
+    """``models.<model>.<key>`` where the model's entry sets it, else ``training.<key>`` (the
+    prior's ``poly_order`` and ``poly_normalisable``)."""
+    return config["models"][model].get(key, config["training"][key])
+
+
 def freeze_config(config: dict, results: str | Path) -> Path:
     """``config`` written once to ``<results>/configs/<hash>.yaml``, named by the sha256 of its
     text, and that path: the file a Snakemake DAG's jobs read. A file of that name is never

@@ -20,7 +20,8 @@ from fisherae.errors import UserError
 # claims over several published parts need nothing else.
 PUBLISHED = ("figures/figure[1-4]_mnist_*.png", "figures/figure[1-4]_mnist_*.csv", "tables/*",
              "sweeps/mnist/*/*.csv", "latent/mnist/*/*.csv", "latent_full/mnist/*/*.csv",
-             "snapshots/mnist/*/*/epoch*/*.csv", "fid/mnist/*/*.csv", "diagnostics/mnist/*/*.csv",
+             "snapshots/mnist/*/*/epoch*/*.csv", "fid/mnist/*/*.csv", "fid_exact/mnist/*/*.csv",
+             "diagnostics/mnist/*/*.csv",
              "sampling/mnist/*/*.csv", "runs/mnist/*/*/metrics.csv", "classifier/mnist.json")
 # The logs whose first line names the config (under configs/) the run was made with, published as
 # config.yaml: the run's last job, or else (a part published before its claims ran) a figure's.

@@ -13,7 +13,8 @@ snapshot epoch as text), ``quantity``, ``reading`` and ``value``. Quantities:
   and a note says so. ``bce`` also has the point readings ``at <σ²>`` at every swept level;
 - ``nmi`` (t-SNE on the configured points) and ``nmi_all`` (``latent_full``: all test points),
   on fisherae.paper.NMI_GRID, with the summaries ``mean``, ``end`` and ``drop`` (NMI(0) - end);
-- ``fid`` (mean over the run's FID draws), ``error_ratio`` and ``probe_accuracy`` (`diagnose`).
+- ``fid`` (mean over the run's FID draws), ``fid_exact`` (the same of a normalisable prior's exact
+  draws, ``fid_exact/``), ``error_ratio`` and ``probe_accuracy`` (`diagnose`).
 
 A curve's value at a level is the per-image mean over the test batches (weighted by their sizes);
 t-SNE NMI is the mean over t-SNE seeds.
@@ -59,6 +60,7 @@ PATTERNS = {  # kind -> the path's tail (also the glob of find_run_files)
     "snapshot_latent": (rf"{_SNAPSHOT}/latent\.csv", "snapshots/mnist/*/seed*/epoch*/latent.csv"),
     "latent_full": (rf"latent_full/{_RUN}\.csv", "latent_full/mnist/*/seed*.csv"),
     "fid": (rf"fid/{_RUN}\.csv", "fid/mnist/*/seed*.csv"),
+    "fid_exact": (rf"fid_exact/{_RUN}\.csv", "fid_exact/mnist/*/seed*.csv"),
     "diagnostics": (rf"diagnostics/{_RUN}\.csv", "diagnostics/mnist/*/seed*.csv"),
 }
 
@@ -72,7 +74,7 @@ def run_file(path: str | Path) -> RunFile:
             parts = found.groupdict()
             return RunFile(Path(path), kind, parts["model"], int(parts["seed"]), parts.get("epoch") or FINAL)
     raise UserError(f"{path} is not a per-run CSV of a known layout (e.g. sweeps/mnist/<model>/seed<k>.csv, "
-                    "latent/..., latent_full/..., fid/..., diagnostics/..., snapshots/mnist/<model>/seed<k>/"
+                    "latent/..., latent_full/..., fid/..., fid_exact/..., diagnostics/..., snapshots/mnist/<model>/seed<k>/"
                     "epoch<E>/sweep.csv or latent.csv); pass the files the pipeline wrote")
 
 
@@ -146,9 +148,9 @@ def latent_rows(latent: pd.DataFrame, where: str, quantity: str) -> tuple[list, 
     return _rows(quantity, found), notes
 
 
-def fid_rows(fid: pd.DataFrame, where: str) -> tuple[list, list[str]]:
+def fid_rows(fid: pd.DataFrame, where: str, quantity: str = "fid") -> tuple[list, list[str]]:
     ok = fid[fid["status"] == "ok"]["fid"]
-    return ([("fid", "-", float(ok.mean()))] if len(ok) else []), ([] if len(ok) else ["no FID draw with status ok"])
+    return ([(quantity, "-", float(ok.mean()))] if len(ok) else []), ([] if len(ok) else ["no FID draw with status ok"])
 
 
 def diagnostics_rows(diagnostics: pd.DataFrame, where: str) -> tuple[list, list[str]]:
@@ -159,7 +161,7 @@ READERS: dict[str, Callable[[pd.DataFrame, str], tuple[list, list[str]]]] = {
     "sweep": sweep_rows, "snapshot_sweep": sweep_rows,
     "latent": lambda t, w: latent_rows(t, w, "nmi"), "snapshot_latent": lambda t, w: latent_rows(t, w, "nmi"),
     "latent_full": lambda t, w: latent_rows(t, w, "nmi_all"),
-    "fid": fid_rows, "diagnostics": diagnostics_rows,
+    "fid": fid_rows, "fid_exact": lambda t, w: fid_rows(t, w, "fid_exact"), "diagnostics": diagnostics_rows,
 }
 
 

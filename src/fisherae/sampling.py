@@ -149,17 +149,25 @@ def write_samples(path: str | Path, samples: LatentSamples, normalisable: bool) 
     return atomic_write(path, lambda tmp: np.savez(tmp, **arrays))
 
 
-def read_samples(path: str | Path, latent_dim: int) -> tuple[np.ndarray, str]:
-    """(z [n_draws, n_samples, latent_dim], method) of the samples NPZ at ``path``;
-    SamplesFileError where it is missing, unreadable, of another shape or not finite."""
+def read_samples(path: str | Path, latent_dim: int, exact: bool = False) -> tuple[np.ndarray, str]:
+    """(z [n_draws, n_samples, latent_dim], method) of the samples NPZ at ``path`` (``exact``: its
+    exact sampler's draws, method "exact": z_exact beside SVGD draws, or z where z is exact);
+    SamplesFileError where it is missing, unreadable, without exact draws when asked for them, of
+    another shape or not finite."""
     if not Path(path).is_file():
         raise SamplesFileError(f"samples file {path} does not exist; run `python -m fisherae sample` first")
     try:
         with np.load(path) as npz:
             z, method = npz["z"], str(npz["method"])
+            if exact and method != "exact":
+                z, method = (npz["z_exact"], "exact") if "z_exact" in npz else (None, method)
     except (OSError, ValueError, KeyError) as err:
         raise SamplesFileError(f"samples file {path} is unreadable or lacks z/method ({err}); "
                                "delete it and rerun `python -m fisherae sample`") from err
+    if z is None:
+        raise SamplesFileError(f"samples file {path} holds {method} draws and no exact ones: the exact sampler "
+                               "runs only for a normalisable prior (N(0, I), or a polynomial prior with "
+                               "poly_normalisable and an even poly_order); score its draws without --exact")
     if z.ndim != 3 or z.shape[0] < 1 or z.shape[1] < 1 or z.shape[2] != latent_dim:
         raise SamplesFileError(f"samples file {path}: z has shape {z.shape}, expected [n_draws, n_samples, "
                                f"{latent_dim}] for this checkpoint; rerun `sample` with the matching checkpoint")

@@ -43,6 +43,7 @@ from tqdm import tqdm
 
 from fisherae.checkpoint import (CHECKPOINT_FILE, CHECKPOINT_FORMAT, MODEL_FILE, SNAPSHOT_DIR, atomic_torch_save,
                                  atomic_write_text, save_model, torch_load)
+from fisherae.config import model_setting
 from fisherae.config_keys import TRAINED, changed_values, resolve
 from fisherae.errors import ConfigError, TrainingDiverged, UserError
 from fisherae.capture import GraphedStep
@@ -125,8 +126,8 @@ def model_spec(config: dict, dataset: str, model: str) -> ModelSpec:
                            "fisher_variant": entry["fisher_variant"]}}[method]
     try:
         spec = ModelSpec(method, dataset, entry["prior"], data.get("latent_dim"), data["width"],
-                         entry.get("poly_order", settings["poly_order"]),
-                         entry.get("poly_normalisable", settings["poly_normalisable"]), extra)
+                         model_setting(config, model, "poly_order"), model_setting(config, model, "poly_normalisable"),
+                         extra)
         build_prior(spec.prior, spec.latent, spec.poly_order, spec.poly_normalisable)  # e.g. odd normalisable order
     except ValueError as err:
         raise ConfigError(f"models.{model} on datasets.{dataset}: {err}") from err

@@ -9,6 +9,7 @@ rule claims:
         sweeps=runs("sweeps/{dataset}/{model}/seed{seed}.csv", datasets=["mnist"]),
         latent=runs("latent/{dataset}/{model}/seed{seed}.csv", datasets=["mnist"]),
         fid=runs("fid/{dataset}/{model}/seed{seed}.csv", datasets=["mnist"]),
+        fid_exact=runs("fid_exact/{dataset}/{model}/seed{seed}.csv", datasets=["mnist"], models=NORMALISABLE_MODELS),
         diagnostics=runs("diagnostics/{dataset}/{model}/seed{seed}.csv", datasets=["mnist"]),
         latent_full=runs("latent_full/{dataset}/{model}/seed{seed}.csv", datasets=["mnist"], among=FULL_TEST_SET_SEEDS),
         snapshots=runs("snapshots/{dataset}/{model}/seed{seed}/epoch{epoch}/{name}.csv", datasets=["mnist"],
@@ -33,6 +34,6 @@ rule claims:
         ENV
     shell:
         "python -m fisherae claims --config {CONFIG}"
-        " --inputs {input.sweeps} {input.latent} {input.fid} {input.diagnostics} {input.latent_full}"
+        " --inputs {input.sweeps} {input.latent} {input.fid} {input.fid_exact} {input.diagnostics} {input.latent_full}"
         " {input.snapshots} {params.classifier}"
         " --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"

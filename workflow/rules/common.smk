@@ -3,7 +3,7 @@
 import os
 import re
 
-from fisherae.config import freeze_config
+from fisherae.config import freeze_config, model_setting
 from fisherae.config_keys import rerun_settings
 from fisherae.paper import FIGURE_BY_NAME, FIGURE_BY_STEM, FIGURES, TABLE1
 
@@ -14,6 +14,8 @@ RUN_MODELS = config.get("run_models", MODELS)  # this invocation's part of MODEL
 SEEDS = [str(seed) for seed in config["seeds"]]
 POLY_MODELS = [m for m, spec in config["models"].items() if spec["prior"] == "polynomial"]
 OTHER_MODELS = [m for m in MODELS if m not in POLY_MODELS]
+# polynomial priors with an exact sampler (their samples file also holds exact draws)
+NORMALISABLE_MODELS = [m for m in POLY_MODELS if model_setting(config, m, "poly_normalisable")]
 THREADS = config["training"]["threads"]
 SNAPSHOT_EPOCHS = [str(epoch) for epoch in config["training"]["snapshot_epochs"]]
 FULL_TEST_SET_SEEDS = [str(seed) for seed in config["evaluation"]["latent"]["full_test_set_seeds"]]
@@ -135,6 +137,7 @@ def final_targets():
         + runs("snapshots/{dataset}/{model}/seed{seed}/epoch{epoch}/latent.csv", datasets=mnist, epoch=SNAPSHOT_EPOCHS)
         + expand(res("classifier/{dataset}.{ext}"), dataset=mnist if USES_CLASSIFIER else [], ext=["pt", "json"])
         + runs("fid/{dataset}/{model}/seed{seed}.csv")
+        + runs("fid_exact/{dataset}/{model}/seed{seed}.csv", models=NORMALISABLE_MODELS)
         + expand(res("figures/{stem}.{ext}"), stem=MY_FIGURES, ext=["png", "csv"])
         + expand(res("tables/{stem}.{ext}"), stem=TABLE1.stem, ext=["csv", "md"])
         + runs("diagnostics/{dataset}/{model}/seed{seed}.csv", datasets=mnist)

@@ -14,7 +14,7 @@ from fisherae.config_keys import PART_KEYS
 def setup_claims(parser):
     parser.add_argument("--config", required=True, help="the run's YAML config (models, labels, grid noise)")
     parser.add_argument("--inputs", nargs="+", required=True,
-                        help="the run's per-run CSVs: sweeps/, latent/, fid/, diagnostics/ (and latent_full/, "
+                        help="the run's per-run CSVs: sweeps/, latent/, fid/, fid_exact/, diagnostics/ (and latent_full/, "
                              "snapshots/ where made) under the results root")
     parser.add_argument("--classifier", help="the MNIST classifier's metrics JSON (its test accuracy is quoted)")
     parser.add_argument("--out-csv", required=True, help="CSV: one row per claim, arm and baseline (docs/cli.md)")

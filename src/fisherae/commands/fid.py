@@ -15,6 +15,9 @@ from fisherae.fid import FID_COLUMNS
 def setup_fid(parser):
     add_model_arguments(parser)
     parser.add_argument("--samples", required=True, help="NPZ written by `sample`")
+    parser.add_argument("--exact", action="store_true",
+                        help="score the samples file's exact draws (those a normalisable prior's exact sampler made "
+                             "beside the paper's SVGD draws) instead of its SVGD ones")
     parser.add_argument("--classifier", help="classifier .pt from `train-classifier` (MNIST domain features)")
     parser.add_argument("--out", required=True, help="CSV: " + ", ".join(FID_COLUMNS))
     return run_fid
@@ -26,7 +29,7 @@ def run_fid(args) -> None:
     from fisherae.sampling import read_samples
 
     config, model = load_config_and_model(args)
-    z, sampler = read_samples(args.samples, model.spec.latent)
+    z, sampler = read_samples(args.samples, model.spec.latent, exact=args.exact)
     settings = config["evaluation"]["fid"]
     if wants_classifier(settings, args.dataset) and args.classifier is None:
         raise UserError("evaluation.fid.features asks for classifier features on mnist but no --classifier "
