@@ -266,6 +266,23 @@ def test_reproduction_takes_a_seed_split_by_models(tmp_path):
         reproduction([*parts, str(tmp_path / "again")], str(tmp_path / "out2"))
 
 
+def test_parts_may_differ_in_a_models_own_seeds_only(tmp_path):
+    """A model's own ``seeds`` say which runs a part made (a one-seed arm in one part, its other seeds in
+    another); any other setting of a model entry must agree."""
+    write_part(tmp_path / "a", (0,))
+    write_part(tmp_path / "b", (1,), run_models=["vae"])
+    config = yaml.safe_load((tmp_path / "a/config.yaml").read_text())
+    config["models"]["vae"]["seeds"] = [0]
+    (tmp_path / "a/config.yaml").write_text(yaml.safe_dump(config))
+    parts = [str(tmp_path / "a"), str(tmp_path / "b")]
+    assert main(["reproduction", "--parts", *parts, "--out", str(tmp_path / "out")]) == 0
+    config["models"]["vae"]["label"] = "another VAE"
+    (tmp_path / "a/config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(UserError, match=r"differs from .* in models.vae.label \(parts may differ in seeds, "
+                                        r"models.\*.seeds, run_models, results only\)"):
+        reproduction(parts, str(tmp_path / "out2"))
+
+
 def test_reproduction_refuses_parts_of_different_runs(tmp_path, capsys):
     write_part(tmp_path / "a", (0,))
     write_part(tmp_path / "b", (1,), training={"epochs": 3}, datasets={"mnist": {"source": "embedded", "latent_dim": 4}})
@@ -273,7 +290,8 @@ def test_reproduction_refuses_parts_of_different_runs(tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert f"{tmp_path / 'b'}/config.yaml differs from {tmp_path / 'a'}/config.yaml in " \
-           "datasets.mnist.latent_dim, training.epochs (parts may differ in seeds, run_models, results only)" in err
+           "datasets.mnist.latent_dim, training.epochs (parts may differ in seeds, models.*.seeds, run_models, results " \
+           "only)" in err
     assert not (tmp_path / "out").exists()
     (tmp_path / "b/config.yaml").unlink()
     assert main(argv) == 2

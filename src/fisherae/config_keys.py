@@ -32,8 +32,8 @@ INERT = {
 }
 _INERT_PATHS = [tuple(key.split(".")) for key in INERT]
 # The keys in which the parts of one reproduction (REPRODUCTION.md) may differ: which runs each
-# made, and where it wrote them.
-PART_KEYS = ("seeds", "run_models", "results")
+# made (its seeds, a model's own seeds, its models), and where it wrote them.
+PART_KEYS = ("seeds", "models.*.seeds", "run_models", "results")
 
 _DATA = ("datasets.{dataset}.source", "datasets.{dataset}.n_train", "datasets.{dataset}.n_test")
 _TEST_SPLIT = ("datasets.{dataset}.source", "datasets.{dataset}.n_test")

@@ -1,6 +1,6 @@
 """The claims over all published parts of one reproduction (issue 12): a part is one invocation
-of the DAG (one seed, or some models at one seed), published with its config.yaml; parts may
-differ in PART_KEYS only (``seeds``, ``run_models``, ``results``). Writes the claims, their
+of the DAG (some seeds of some models), published with its config.yaml; parts may differ in
+PART_KEYS only (``seeds``, a model's own ``seeds``, ``run_models``, ``results``). Writes the claims, their
 sensitivity to the readings and their trajectory over the snapshot epochs (CSV + Markdown,
 atomically), and Figures 1 and 3 over every part's runs (seed means with t 95 % intervals over
 training seeds)."""
@@ -25,7 +25,11 @@ SEED_FIGURES = ("figure1", "figure3")  # drawn over every part's runs
 
 def _shared(config: dict) -> dict:
     """``config`` without PART_KEYS: what every part of one reproduction must agree on."""
-    return {key: value for key, value in config.items() if key not in PART_KEYS}
+    shared = {key: value for key, value in config.items() if key not in PART_KEYS}
+    per_model = {key.split(".")[-1] for key in PART_KEYS if key.startswith("models.*.")}
+    shared["models"] = {name: {key: value for key, value in entry.items() if key not in per_model}
+                        for name, entry in config["models"].items()}
+    return shared
 
 
 def differing_keys(a: dict, b: dict) -> list[str]:
