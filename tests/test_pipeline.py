@@ -81,6 +81,13 @@ def model_seeds(config: dict, model: str) -> list:
     return [seed for seed in config["seeds"] if seed in config["models"][model].get("seeds", config["seeds"])]
 
 
+def normalisable_prior(config: dict, model: str) -> bool:
+    """Whether ``model`` of a raw config has a normalisable polynomial prior (its runs get fid_exact)."""
+    entry = config["models"][model]
+    return entry.get("prior") == "polynomial" and entry.get(
+        "poly_normalisable", config.get("training", {}).get("poly_normalisable", False))
+
+
 def expected_counts(config: dict) -> dict[str, int]:
     """Jobs per rule of a complete run of ``config`` (the DAG's design, written out)."""
     datasets, models = config["datasets"], config["models"]
@@ -88,9 +95,7 @@ def expected_counts(config: dict) -> dict[str, int]:
     runs = {model: len(model_seeds(config, model)) for model in models}
     r, trained = sum(runs.values()), sum(n > 0 for n in runs.values())  # runs per data set; models with one
     poly = sum(n for model, n in runs.items() if models[model].get("prior") == "polynomial")
-    training = config.get("training", {})
-    exact = sum(n for model, n in runs.items() if models[model].get("prior") == "polynomial"
-                and models[model].get("poly_normalisable", training.get("poly_normalisable", False)))
+    exact = sum(n for model, n in runs.items() if normalisable_prior(config, model))
     mnist = "mnist" in datasets
     features = config.get("evaluation", {}).get("fid", {}).get("features", "both")
     snapshots = len(config.get("training", {}).get("snapshot_epochs", []))
@@ -132,9 +137,7 @@ def test_dry_run_schedules_every_output(repo_copy, configfile):
                         f"{results}/samples/{run}.npz", f"{results}/fid/{run}.csv"} <= outputs
                 if config["models"][model].get("prior") == "polynomial":
                     assert f"{results}/sampling/{run}.csv" in outputs
-                    normalisable = config["models"][model].get(
-                        "poly_normalisable", config.get("training", {}).get("poly_normalisable", False))
-                    assert (f"{results}/fid_exact/{run}.csv" in outputs) == normalisable
+                    assert (f"{results}/fid_exact/{run}.csv" in outputs) == normalisable_prior(config, model)
     for job in jobs:
         assert (job["resources"].get("gpu") == "1") == (job["rule"] in GPU_RULES), job
 

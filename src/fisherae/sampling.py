@@ -159,12 +159,12 @@ def read_samples(path: str | Path, latent_dim: int, exact: bool = False) -> tupl
     try:
         with np.load(path) as npz:
             z, method = npz["z"], str(npz["method"])
-            if exact and method != "exact":
-                z, method = (npz["z_exact"], "exact") if "z_exact" in npz else (None, method)
+            if exact and method != "exact" and "z_exact" in npz:
+                z, method = npz["z_exact"], "exact"
     except (OSError, ValueError, KeyError) as err:
         raise SamplesFileError(f"samples file {path} is unreadable or lacks z/method ({err}); "
                                "delete it and rerun `python -m fisherae sample`") from err
-    if z is None:
+    if exact and method != "exact":
         raise SamplesFileError(f"samples file {path} holds {method} draws and no exact ones: the exact sampler "
                                "runs only for a normalisable prior (N(0, I), or a polynomial prior with "
                                "poly_normalisable and an even poly_order); score its draws without --exact")
