@@ -8,8 +8,12 @@ inner gradients, backward, Adam, gradient norms; no host sync), on a fixed batch
 device, with the settings of ``--config`` (default: config/config.yaml, the paper's). Each
 row is one net x width x method x mode:
 - mode ``eager``: op by op; ``cuda_graph``: replayed from one CUDA graph (GPU only);
-- ``native conv``: the same step with PyTorch's own convolution modules, whose double backward
-  takes the fallback path (the baseline, main before the fallback-free convolutions).
+- ``native conv+norm``: the same step with PyTorch's own convolution and group-norm modules, whose
+  double backward takes the fallback path (the baseline, main before the fallback-free
+  convolutions);
+- ``native norm`` (CPU only: the GPU runs PyTorch's group norm anyway): PyTorch's group norm
+  alone, whose second derivative is autograd's composite (``fisherae.group_norm`` compiles a
+  closed form instead).
 Steps of all rows of one net and width are interleaved after a warm-up; the median and the
 ratio to the eager VAE step of the same net and width are printed. (Peak memory: the rows
 share one process, so it is measured per run by ``bench_epoch.py`` and logged by training.)"""
@@ -25,7 +29,7 @@ import time
 import torch
 from torch import nn
 
-from fisherae import convolutions
+from fisherae import convolutions, group_norm
 from fisherae.config import load_config, validate_config
 from fisherae.host_memory import keep_freed_memory
 from fisherae.models import ARCHITECTURES, ModelSpec
@@ -34,16 +38,22 @@ from fisherae.training import TrainingStep, model_spec
 PRIORS = {"fisher_ae": "polynomial", "vae": "gaussian", "wae_gan": "gaussian"}
 
 
+NATIVE = {"conv": [(convolutions.Conv2d, nn.Conv2d), (convolutions.ConvTranspose2d, nn.ConvTranspose2d)],
+          "norm": [(group_norm.GroupNorm, nn.GroupNorm)]}  # fisherae's modules and PyTorch's, by baseline part
+
+
 @contextlib.contextmanager
-def native_convolutions(on: bool):
-    """Run fisherae's convolution modules as PyTorch's own (the fallback double backward)."""
-    saved = convolutions.Conv2d.forward, convolutions.ConvTranspose2d.forward
-    if on:
-        convolutions.Conv2d.forward, convolutions.ConvTranspose2d.forward = nn.Conv2d.forward, nn.ConvTranspose2d.forward
+def native_modules(parts: tuple[str, ...]):
+    """Run fisherae's modules of ``parts`` (keys of NATIVE) as PyTorch's own."""
+    pairs = [pair for part in parts for pair in NATIVE[part]]
+    saved = [ours.forward for ours, _ in pairs]
+    for ours, theirs in pairs:
+        ours.forward = theirs.forward
     try:
         yield
     finally:
-        convolutions.Conv2d.forward, convolutions.ConvTranspose2d.forward = saved
+        for (ours, _), forward in zip(pairs, saved):
+            ours.forward = forward
 
 
 def spec_of(config: dict, net: str, width: int, method: str) -> ModelSpec:
@@ -58,8 +68,8 @@ def spec_of(config: dict, net: str, width: int, method: str) -> ModelSpec:
 class Row:
     """One timed step: a TrainingStep on a fixed batch."""
 
-    def __init__(self, net: str, width: int, method: str, mode: str, native: bool, config: dict, batch: int,
-                 device: torch.device):
+    def __init__(self, net: str, width: int, method: str, mode: str, native: tuple[str, ...], config: dict,
+                 batch: int, device: torch.device):
         self.method, self.mode, self.native = method, mode, native
         torch.manual_seed(0)
         self.step = TrainingStep(spec_of(config, net, width, method), {**config["training"], "step_mode": mode}, device)
@@ -70,10 +80,10 @@ class Row:
 
     @property
     def label(self) -> str:
-        return f"{self.method} {self.mode}" + (" native conv" if self.native else "")
+        return f"{self.method} {self.mode}" + (f" native {'+'.join(self.native)}" if self.native else "")
 
     def run(self, record: bool = True) -> None:
-        with native_convolutions(self.native):
+        with native_modules(self.native):
             self._sync()
             start = time.perf_counter()
             self.step(self.x)
@@ -93,7 +103,7 @@ def main() -> None:
     parser.add_argument("--widths", type=int, nargs="+", default=[128])
     parser.add_argument("--methods", nargs="+", default=["vae", "fisher_ae", "wae_gan"], choices=sorted(PRIORS))
     parser.add_argument("--modes", nargs="+", help="step modes (default: eager, and cuda_graph on a GPU)")
-    parser.add_argument("--no-baseline", action="store_true", help="skip the native-convolution rows")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the native-module rows")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps per row first (>= 4 for a CUDA graph)")
@@ -104,6 +114,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    baselines = [("conv", "norm")] + ([("norm",)] if device.type == "cpu" else [])
     modes = args.modes or (["eager", "cuda_graph"] if device.type == "cuda" else ["eager"])
     config = load_config(args.config)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
@@ -112,11 +123,11 @@ def main() -> None:
     print(f"{'net':>7} {'width':>5}  {'step':<32} {'ms/step':>9} {'x VAE':>6}")
     for net in args.nets:
         for width in args.widths:
-            rows = [Row(net, width, method, mode, False, config, args.batch, device)
+            rows = [Row(net, width, method, mode, (), config, args.batch, device)
                     for method in args.methods for mode in modes]
             if not args.no_baseline:
-                rows += [Row(net, width, method, "eager", True, config, args.batch, device)
-                         for method in args.methods if method == "fisher_ae"]
+                rows += [Row(net, width, method, "eager", native, config, args.batch, device)
+                         for method in args.methods if method == "fisher_ae" for native in baselines]
             for _ in range(args.warmup):
                 for row in rows:
                     row.run(record=False)

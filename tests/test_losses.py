@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad
 
+from fisherae import group_norm
 from fisherae.losses import (FISHER_VARIANTS, fisher_ae_loss, vae_loss, wae_adversary_loss, wae_autoencoder_loss,
                              wae_encode)
 from fisherae.models import ARCHITECTURES, ConvDecoder, ConvEncoder, LatentAdversary
@@ -158,9 +159,16 @@ def test_fisher_loss_value_and_gradients_match_reference_mlp(prior_kind, n_draws
     _check_against_reference(*_mlp_case(prior_kind, n_draws=n_draws))
 
 
+@pytest.mark.parametrize("closed_form", [False, True], ids=["pytorch_group_norm", "closed_form_group_norm"])
 @pytest.mark.parametrize("n_draws", [1, 3])
-def test_fisher_loss_matches_reference_on_paper_convnets(n_draws):
+def test_fisher_loss_matches_reference_on_paper_convnets(n_draws, closed_form, monkeypatch):
+    """Also with every group norm on the compiled closed-form double backward (``fisherae.group_norm``
+    keeps PyTorch's layer for maps as small as these)."""
+    if closed_form:
+        monkeypatch.setattr(group_norm, "MIN_ELEMENTS", 0)
+        monkeypatch.setitem(group_norm._state, "ran", False)
     _check_against_reference(*_conv_case(n_draws=n_draws))
+    assert not closed_form or group_norm.double_backward_mode() == group_norm.COMPILED
 
 
 def test_decoder_variance_scales_terms_as_defined():

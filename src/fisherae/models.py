@@ -4,7 +4,7 @@ to checkpoints.
 
 BatchNorm in training mode couples the samples of a batch, which makes sample i's
 gradient terms of eq. 11 depend on sample j. We use GroupNorm, which normalises each
-sample on its own."""
+sample on its own (``fisherae.group_norm``: PyTorch's, with a compiled second derivative on the CPU)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from fisherae.convolutions import Conv2d, ConvTranspose2d
+from fisherae.group_norm import GroupNorm
 from fisherae.image_shapes import IMAGE_SHAPES
 from fisherae.priors import build_prior
 
@@ -47,13 +48,13 @@ ARCHITECTURES = {
 }
 
 
-def _norm(channels: int) -> nn.GroupNorm:
+def _norm(channels: int) -> GroupNorm:
     """Per-sample normalisation (no batch coupling): up to 32 groups of at least 8 channels,
     so a group never normalises a single value away (1x1 maps in narrow nets)."""
     groups = math.gcd(channels, 32)
     while groups > 1 and channels // groups < 8:
         groups //= 2
-    return nn.GroupNorm(groups, channels)
+    return GroupNorm(groups, channels)
 
 
 def _same_padding(size: int, kernel: int, stride: int = 2) -> nn.ZeroPad2d:

@@ -53,6 +53,7 @@ from fisherae.devices import use_configured_threads
 from fisherae.interrupts import Interrupted, uninterrupted
 from fisherae.host_memory import keep_freed_memory
 from fisherae.losses import fisher_ae_loss, vae_loss, wae_adversary_loss, wae_autoencoder_loss, wae_encode
+from fisherae.group_norm import double_backward_mode
 from fisherae.models import AutoEncoder, ModelSpec
 from fisherae.priors import build_prior
 
@@ -301,8 +302,10 @@ class _Run:
             terms += "; held-out " + ", ".join(f"{k[len(HELD_OUT):]} {v:.5g}" for k, v in held.items())
         memory = (f", peak GPU memory {torch.cuda.max_memory_allocated(self.device) / 2**20:.0f} MiB"
                   if self.device.type == "cuda" else "")
+        norm = (f", group norm double backward: {double_backward_mode()}"
+                if self.device.type == "cpu" and self.model.spec.method == "fisher_ae" else "")
         return (f"{self.prefix} epoch {epoch}/{self.config['training']['epochs']}: "
-                f"{terms}; {seconds:.1f} s, {n_items / seconds:.0f} images/s, step: {self.step.graph.mode}{memory}")
+                f"{terms}; {seconds:.1f} s, {n_items / seconds:.0f} images/s, step: {self.step.graph.mode}{norm}{memory}")
 
     def _write_metrics(self) -> None:
         text = io.StringIO()

@@ -1,0 +1,196 @@
+"""Group normalisation whose second derivative is one closed form, compiled on the CPU.
+
+The Fisher AE loss (eq. 11) differentiates the encoder's and decoder's input gradients again,
+so every normalisation layer's backward runs under ``create_graph``. PyTorch then computes that
+backward as a differentiable composite of about 70 elementwise ops and, in the outer backward,
+differentiates each of them: on the CPU, where each op is a pass over the feature map, about a
+quarter of a Fisher step (MNIST nets, width 16). Here the backward is the fused first-order
+kernel (``native_group_norm_backward``) wrapped in a Function whose own backward is the closed
+form below, compiled by ``torch.compile`` into a few fused loops (BENCHMARKS.md).
+
+Per sample and group of M values, with x^ = (x - m) r, r = (var + eps)^-1/2, u = gamma * g_y and
+P(v) = v - mean(v) - x^ mean(v x^) (self-adjoint), the first-order backward is
+g_x = r P(u), g_gamma = sum g_y x^, g_beta = sum g_y. Given cotangents a (of g_x), c (of g_gamma)
+and e (of g_beta):
+  d/dg_y   = gamma r P(a) + c x^ + e
+  d/dgamma = sum g_y r P(a)
+  d/dx     = r P(D) - (r^2 / M) <a, P(u)> x^,   D = -r (a mean(u x^) + u mean(a x^)) + c g_y
+(the last from d/dx^ = D and d/dr = <a, P(u)>, through x^(x) and r(x)).
+
+Only on the CPU, and only for feature maps of at least MIN_ELEMENTS values: in eager ops the
+closed form is slower than PyTorch's composite (each op a memory-bound pass), so it runs compiled
+or not at all, and a compile (about 1.5 s a map shape, reused across processes through inductor's
+cache) repays itself only on large maps. Where compiling fails (no C++ compiler, say), the layer
+falls back to PyTorch's own group norm and ``double_backward_mode`` says why. On a GPU the layer
+is PyTorch's own (its composite runs inside the step's CUDA graph).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+log = logging.getLogger(__name__)
+
+COMPILED = "compiled closed form"
+MIN_ELEMENTS = 2**19  # MNIST nets, width 16, batch 128: the decoder's three maps, ~all of the gain
+_RECOMPILE_LIMIT = 64  # one compiled graph per feature-map shape and dtype (a net has 7 or 9)
+_state = {"ran": False, "failed": None}  # in this process: a compiled form has run; why compiling failed
+
+
+def double_backward_mode() -> str:
+    """How the CPU has computed group norm's second derivative in this process: COMPILED (for
+    the maps of MIN_ELEMENTS values or more), or PyTorch's composite and why."""
+    if _state["failed"]:
+        return f"PyTorch's composite (torch.compile failed: {_state['failed']})"
+    return COMPILED if _state["ran"] else f"PyTorch's composite (no map of {MIN_ELEMENTS} values or more)"
+
+
+def group_norm(x: torch.Tensor, groups: int, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
+    """``F.group_norm`` (affine); on the CPU, with the compiled closed-form double backward."""
+    tensors = (x, weight, bias)
+    if (x.device.type != "cpu" or _state["failed"] or x.numel() < MIN_ELEMENTS
+            or not torch.is_grad_enabled() or not any(t.requires_grad for t in tensors)
+            or any(torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors)):
+        return F.group_norm(x, groups, weight, bias, eps)
+    return _GroupNorm.apply(*_entered(tensors), groups, eps)[0]
+
+
+def _entered(tensors):
+    """The tensors, a leaf that requires grad entering through a view: during autograd.grad,
+    autograd tells whether it will run a node only for inner nodes, not for a leaf's accumulator."""
+    return [t.view_as(t) if t.is_leaf and t.requires_grad else t for t in tensors]
+
+
+def _wanted(ctx) -> list[bool]:
+    """Which inputs' gradients the running backward pass will use."""
+    return [needed and node is not None and torch._C._will_engine_execute_node(node)
+            for needed, (node, _) in zip(ctx.needs_input_grad, ctx.next_functions)]
+
+
+class _GroupNorm(torch.autograd.Function):
+    @staticmethod
+    def forward(x, weight, bias, groups, eps):
+        n, c = x.shape[:2]
+        y, mean, rstd = torch.ops.aten.native_group_norm(x, weight, bias, n, c, x[0, 0].numel(), groups, eps)
+        return y, mean, rstd
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, weight, _, groups, _ = inputs
+        _, mean, rstd = output
+        ctx.save_for_backward(x, weight, mean, rstd)
+        ctx.groups = groups
+        ctx.mark_non_differentiable(mean, rstd)
+
+    @staticmethod
+    def backward(ctx, grad_y, _mean, _rstd):
+        x, weight, mean, rstd = ctx.saved_tensors
+        mask = _wanted(ctx)[:3]
+        if not any(mask):
+            return None, None, None, None, None
+        if not torch.is_grad_enabled():  # a first-order backward: the kernel alone
+            return (*_first_order(grad_y, x, weight, mean, rstd, ctx.groups, mask), None, None)
+        grad_y, x, weight = _entered((grad_y, x, weight))
+        grads = _GroupNormBackward.apply(grad_y, x, weight, mean, rstd, ctx.groups, tuple(mask))
+        return (*grads, None, None)
+
+
+def _first_order(grad_y, x, weight, mean, rstd, groups, mask):
+    """(g_x, g_gamma, g_beta), each only where ``mask`` says, by PyTorch's fused kernel."""
+    n, c = x.shape[:2]
+    return torch.ops.aten.native_group_norm_backward(grad_y, x, mean, rstd, weight, n, c, x[0, 0].numel(), groups,
+                                                     list(mask))
+
+
+class _GroupNormBackward(torch.autograd.Function):
+    """(g_x, g_gamma, g_beta) of group norm by the fused kernel; its backward in closed form."""
+
+    @staticmethod
+    def forward(grad_y, x, weight, mean, rstd, groups, mask):
+        return _first_order(grad_y, x, weight, mean, rstd, groups, mask)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        grad_y, x, weight, mean, rstd, groups, _ = inputs
+        ctx.save_for_backward(grad_y, x, weight, mean, rstd)
+        ctx.groups = groups
+        ctx.set_materialize_grads(False)
+
+    @staticmethod
+    def backward(ctx, a, c, e):
+        grad_y, x, weight, mean, rstd = ctx.saved_tensors
+        want = _wanted(ctx)[:3]
+        d_gy, d_x, d_gamma = _closed_form(grad_y, x, weight, mean, rstd, ctx.groups, a, c, e)
+        return (d_gy if want[0] else None, d_x if want[1] else None, d_gamma if want[2] else None,
+                None, None, None, None)
+
+
+def _closed_form(*args):
+    """``_double_backward(*args)``, compiled while compiling works; eager for the graphs already
+    built once it has failed (later layers run PyTorch's composite)."""
+    if not _state["failed"]:
+        try:
+            with torch._dynamo.config.patch(recompile_limit=_RECOMPILE_LIMIT):
+                result = _compiled()(*args)
+            _state["ran"] = True
+            return result
+        except Exception as err:  # noqa: BLE001 - whatever stops the compiler, the eager form is exact
+            _state["failed"] = f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
+            log.warning("group norm double backward: %s", double_backward_mode())
+    return _double_backward(*args)
+
+
+@functools.cache
+def _compiled():
+    # A CUDA build of torch on a machine without CUDA warns on every compile that it found no
+    # CUDA runtime (it compiles for the CPU): not news to a CPU run, and noise in its log.
+    logging.getLogger("torch.utils.cpp_extension").addFilter(
+        lambda record: "No CUDA runtime is found" not in record.getMessage())
+    return torch.compile(_double_backward, dynamic=False)
+
+
+def _double_backward(grad_y, x, weight, mean, rstd, groups: int, a, c, e):
+    """(d/dgrad_y, d/dx, d/dgamma) of <a, g_x> + <c, g_gamma> + <e, g_beta> (the module's formulas);
+    a, c, e may be None (no cotangent), and so may the results."""
+    n, channels = x.shape[:2]
+    per_channel = (1, groups, channels // groups, 1)
+    xv, gyv = x.reshape(n, groups, channels // groups, -1), grad_y.reshape(n, groups, channels // groups, -1)
+    r = rstd.view(n, groups, 1, 1)
+    size = xv.shape[2] * xv.shape[3]
+    xhat = (xv - mean.view(n, groups, 1, 1)) * r
+    gamma = weight.view(per_channel)
+    d_gy = d = d_gamma = None
+    d_r = 0
+    if a is not None:
+        av, u = a.reshape(xv.shape), gyv * gamma
+        a_xhat = (av * xhat).sum((2, 3), keepdim=True) / size
+        r_p_a = (av - av.mean((2, 3), keepdim=True) - xhat * a_xhat) * r
+        d_gy = r_p_a * gamma
+        d_gamma = (gyv * r_p_a).sum((0, 3)).reshape(-1)
+        d = -(av * (u * xhat).sum((2, 3), keepdim=True) / size + u * a_xhat) * r
+        d_r = (r_p_a * u).sum((2, 3), keepdim=True) / size  # <a, P(u)> r / M: d/dr, as a d/dx^ term
+    if c is not None:
+        cv = c.view(per_channel)
+        d = cv * gyv if d is None else d + cv * gyv
+        d_gy = cv * xhat if d_gy is None else d_gy + cv * xhat
+    if e is not None:
+        d_gy = e.view(per_channel).expand_as(xv) if d_gy is None else d_gy + e.view(per_channel)
+    d_x = None
+    if d is not None:
+        coefficient = (d * xhat).sum((2, 3), keepdim=True) / size + d_r
+        d_x = ((d - d.mean((2, 3), keepdim=True) - xhat * coefficient) * r).view_as(x)
+    return None if d_gy is None else d_gy.reshape(x.shape), d_x, d_gamma
+
+
+class GroupNorm(nn.GroupNorm):
+    """``nn.GroupNorm`` (same parameters and state dict) with the closed-form double backward."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.affine:
+            raise ValueError("fisherae GroupNorm needs affine=True")
+        return group_norm(x, self.num_groups, self.weight, self.bias, self.eps)

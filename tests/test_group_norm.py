@@ -1,0 +1,138 @@
+"""Group norm's closed-form double backward (``fisherae.group_norm``): exact to second order in
+float64 against PyTorch's own layer, compiled and eager, for every cotangent; the drop-in for
+``nn.GroupNorm``; a Fisher AE loss on the CPU built on it; PyTorch's layer on other devices and
+after a failed compile, with the mode saying why."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.autograd import gradcheck, gradgradcheck
+
+from fisherae import group_norm as gn
+from fisherae.losses import fisher_ae_loss
+from fisherae.models import AutoEncoder, ModelSpec
+
+DTYPE = torch.float64
+SHAPES = [(3, 8, 5, 2), (2, 6, 4, 3), (2, 4, 1, 4), (2, 16, 3, 1)]  # (batch, channels, size, groups)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_mode(monkeypatch):
+    """Each test runs the closed form on maps of any size, and leaves no failed compile behind."""
+    monkeypatch.setattr(gn, "MIN_ELEMENTS", 0)
+    monkeypatch.setitem(gn._state, "failed", None)
+    monkeypatch.setitem(gn._state, "ran", False)
+
+
+def _inputs(batch, channels, size, seed=0):
+    torch.manual_seed(seed)
+    x = torch.randn(batch, channels, size, size, dtype=DTYPE, requires_grad=True)
+    weight, bias = (torch.randn(channels, dtype=DTYPE, requires_grad=True) for _ in range(2))
+    return x, weight, bias
+
+
+def _second_derivatives(layer, x, weight, bias, groups):
+    """The first derivatives (with graph) of <g_y, layer> and, for random cotangents of all three
+    of them, their derivatives in (x, weight, bias, g_y)."""
+    y = layer(x, groups, weight, bias, 1e-5)
+    grad_y = torch.randn_like(y, requires_grad=True)
+    first = torch.autograd.grad(y, (x, weight, bias), grad_y, create_graph=True)
+    torch.manual_seed(1)
+    cotangents = [torch.randn_like(g) for g in first]
+    second = torch.autograd.grad(first, (x, weight, bias, grad_y), cotangents, allow_unused=True)
+    return [t.detach() for t in first], [torch.zeros_like(v) if s is None else s for s, v in
+                                         zip(second, (x, weight, bias, grad_y))]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_gradgradcheck(shape):
+    *sizes, groups = shape
+    inputs = _inputs(*sizes)
+    layer = lambda x, w, b: gn.group_norm(x, groups, w, b, 1e-5)  # noqa: E731
+    assert gradcheck(layer, inputs) and gradgradcheck(layer, inputs)
+    assert gn.double_backward_mode() == gn.COMPILED
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "eager"])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_second_derivatives_equal_pytorchs(shape, compiled, monkeypatch):
+    """Every term (cotangents of g_x, g_gamma and g_beta at once) equals PyTorch's composite to
+    float64 rounding, from the compiled form and from the eager one."""
+    if not compiled:
+        monkeypatch.setattr(gn, "_compiled", lambda: gn._double_backward)
+    *sizes, groups = shape
+    ours = _second_derivatives(gn.group_norm, *_inputs(*sizes), groups)
+    reference = _second_derivatives(F.group_norm, *_inputs(*sizes), groups)
+    for got, want in zip(ours[0] + ours[1], reference[0] + reference[1]):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_a_drop_in_for_nn_group_norm():
+    torch.manual_seed(0)
+    native = nn.GroupNorm(2, 8)
+    with torch.no_grad():
+        native.weight.normal_(), native.bias.normal_()
+    ours = gn.GroupNorm(2, 8)
+    ours.load_state_dict(native.state_dict())
+    x = torch.randn(3, 8, 4, 4)
+    assert torch.equal(ours(x), native(x)) and ours.state_dict().keys() == native.state_dict().keys()
+    with pytest.raises(ValueError, match="affine=True"):
+        gn.GroupNorm(2, 8, affine=False)(x)
+
+
+def _graph_nodes(tensor):
+    seen, stack = set(), [tensor.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is not None and node not in seen:
+            seen.add(node)
+            stack.extend(next_node for next_node, _ in node.next_functions)
+    return {type(node).__name__ for node in seen}
+
+
+def test_a_fisher_loss_on_the_cpu_differentiates_the_closed_form():
+    """The loss's graph holds the closed form's backward, not PyTorch's group-norm backward (whose
+    composite is what it replaces), and the outer backward runs the compiled form."""
+    torch.manual_seed(0)
+    model = AutoEncoder(ModelSpec("fisher_ae", "mnist", "polynomial", width=8))
+    loss = fisher_ae_loss(model.encoder, model.decoder, model.prior, torch.rand(4, 1, 28, 28)).loss
+    nodes = _graph_nodes(loss)
+    assert "_GroupNormBackwardBackward" in nodes and "NativeGroupNormBackward0" not in nodes
+    loss.backward()
+    assert gn.double_backward_mode() == gn.COMPILED
+
+
+def test_a_failed_compile_falls_back_to_pytorchs_layer(monkeypatch):
+    """The graph already built is differentiated by the eager closed form (still exact); later
+    layers are PyTorch's own, and the mode names the error."""
+    def broken():
+        raise RuntimeError("no C++ compiler\nsecond line")
+
+    monkeypatch.setattr(gn, "_compiled", broken)
+    *sizes, groups = SHAPES[0]
+    ours = _second_derivatives(gn.group_norm, *_inputs(*sizes), groups)
+    reference = _second_derivatives(F.group_norm, *_inputs(*sizes), groups)
+    for got, want in zip(ours[1], reference[1]):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    assert gn.double_backward_mode() == "PyTorch's composite (torch.compile failed: RuntimeError: no C++ compiler)"
+    x, weight, bias = _inputs(*sizes)
+    assert type(gn.group_norm(x, groups, weight, bias, 1e-5).grad_fn).__name__ == "NativeGroupNormBackward0"
+
+
+def test_maps_too_small_to_repay_a_compile_run_pytorchs_layer(monkeypatch):
+    monkeypatch.setattr(gn, "MIN_ELEMENTS", 2 * 4 * 3 * 3)
+    weight, bias = (torch.ones(4, requires_grad=True) for _ in range(2))
+    small, large = torch.randn(1, 4, 3, 3, requires_grad=True), torch.randn(2, 4, 3, 3, requires_grad=True)
+    assert type(gn.group_norm(small, 2, weight, bias, 1e-5).grad_fn).__name__ == "NativeGroupNormBackward0"
+    assert type(gn.group_norm(large, 2, weight, bias, 1e-5).grad_fn).__name__ == "_GroupNormBackward"
+    _second_derivatives(gn.group_norm, small, weight, bias, 2)
+    assert gn.double_backward_mode() == f"PyTorch's composite (no map of {2 * 4 * 3 * 3} values or more)"
+    _second_derivatives(gn.group_norm, large, weight, bias, 2)
+    assert gn.double_backward_mode() == gn.COMPILED
+
+
+def test_other_devices_run_pytorchs_layer():
+    x = torch.randn(2, 4, 3, 3, device="meta", requires_grad=True)
+    weight, bias = (torch.ones(4, device="meta", requires_grad=True) for _ in range(2))
+    assert type(gn.group_norm(x, 2, weight, bias, 1e-5).grad_fn).__name__ == "NativeGroupNormBackward0"
