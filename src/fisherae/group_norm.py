@@ -51,7 +51,8 @@ def double_backward_mode() -> str:
 
 
 def group_norm(x: torch.Tensor, groups: int, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
-    """``F.group_norm`` (affine); on the CPU, with the compiled closed-form double backward."""
+    """``F.group_norm`` (affine); on the CPU, for a map of MIN_ELEMENTS values or more, with the
+    compiled closed-form double backward."""
     tensors = (x, weight, bias)
     if (x.device.type != "cpu" or _state["failed"] or x.numel() < MIN_ELEMENTS
             or not torch.is_grad_enabled() or not any(t.requires_grad for t in tensors)
@@ -73,6 +74,9 @@ def _wanted(ctx) -> list[bool]:
 
 
 class _GroupNorm(torch.autograd.Function):
+    """y = group norm of x by PyTorch's kernel (also returning each group's mean and 1/std); its
+    backward is the fused kernel, as the differentiable ``_GroupNormBackward`` under create_graph."""
+
     @staticmethod
     def forward(x, weight, bias, groups, eps):
         n, c = x.shape[:2]
