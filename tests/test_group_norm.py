@@ -1,7 +1,9 @@
 """Group norm's closed-form double backward (``fisherae.group_norm``): exact to second order in
 float64 against PyTorch's own layer, compiled and eager, for every cotangent; the drop-in for
 ``nn.GroupNorm``; a Fisher AE loss on the CPU built on it; PyTorch's layer on other devices and
-after a failed compile, with the mode saying why."""
+after a failed compile, with the mode saying why; the smoke DAG's nets too small to compile."""
+
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,8 +12,14 @@ from torch import nn
 from torch.autograd import gradcheck, gradgradcheck
 
 from fisherae import group_norm as gn
+from fisherae.config import load_config
+from fisherae.image_shapes import IMAGE_SHAPES
 from fisherae.losses import fisher_ae_loss
 from fisherae.models import AutoEncoder, ModelSpec
+from fisherae.training import model_spec
+
+REPO = Path(__file__).resolve().parents[1]
+THRESHOLD = gn.MIN_ELEMENTS  # the module's own (the fixture below sets 0)
 
 DTYPE = torch.float64
 SHAPES = [(3, 8, 5, 2), (2, 6, 4, 3), (2, 4, 1, 4), (2, 16, 3, 1)]  # (batch, channels, size, groups)
@@ -136,3 +144,18 @@ def test_other_devices_run_pytorchs_layer():
     x = torch.randn(2, 4, 3, 3, device="meta", requires_grad=True)
     weight, bias = (torch.ones(4, device="meta", requires_grad=True) for _ in range(2))
     assert type(gn.group_norm(x, 2, weight, bias, 1e-5).grad_fn).__name__ == "NativeGroupNormBackward0"
+
+
+def test_the_smoke_dags_nets_compile_nothing():
+    """The README's first command (config/smoke.yaml) needs no C++ compiler: none of its group
+    norms sees a map of MIN_ELEMENTS values at its training batch size."""
+    config = load_config(REPO / "config" / "smoke.yaml")
+    batch, sizes = config["training"]["batch_size"], []
+    for dataset in config["datasets"]:
+        model = AutoEncoder(model_spec(config, dataset, next(iter(config["models"]))))
+        for layer in model.modules():
+            if isinstance(layer, gn.GroupNorm):
+                layer.register_forward_hook(lambda _, inputs, __: sizes.append(inputs[0].numel()))
+        with torch.no_grad():
+            model.decoder(model.encode_mean(torch.zeros(batch, *IMAGE_SHAPES[dataset])))
+    assert sizes and max(sizes) < THRESHOLD, max(sizes)
