@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from fisherae.pruned_backward import entered, runs_plainly, wanted
+
 _Pair = tuple[int, int]
 
 
@@ -124,15 +126,9 @@ def convolution(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
 
     Under torch.func transforms (grad, vmap: the tests' float64 references) the native
     convolution runs instead: functorch does not tell a Function which gradients it needs."""
-    tensors = (x, weight) if bias is None else (x, weight, bias)
-    if (not torch.is_grad_enabled() or not any(t.requires_grad for t in tensors)
-            or any(torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors)):
+    if runs_plainly((x, weight) if bias is None else (x, weight, bias)):
         return geometry.run(x, weight, bias)
-    # A leaf enters through a view: during autograd.grad, autograd tells whether it will run a
-    # node only for inner nodes, not for a leaf's accumulator.
-    x, weight, bias = (t.view_as(t) if t is not None and t.is_leaf and t.requires_grad else t
-                       for t in (x, weight, bias))
-    return _Convolution.apply(x, weight, bias, geometry)
+    return _Convolution.apply(*entered((x, weight, bias)), geometry)
 
 
 class _Convolution(torch.autograd.Function):
@@ -152,9 +148,7 @@ class _Convolution(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y):
         x, weight = ctx.saved_tensors
-        # next_functions: (x, weight[, bias]) - a None bias has no entry
-        want = [needed and node is not None and torch._C._will_engine_execute_node(node)
-                for needed, (node, _) in zip(ctx.needs_input_grad, ctx.next_functions)] + [False]
+        want = wanted(ctx) + [False]  # (x, weight[, bias]): a None bias has no entry
         grad_x = grad_w = grad_b = None
         if want[0]:
             adjoint = ctx.geometry.adjoint(x.shape, ctx.y_shape, tuple(weight.shape[2:]))

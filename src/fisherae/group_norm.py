@@ -34,6 +34,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from fisherae.pruned_backward import entered, runs_plainly, wanted
+
 log = logging.getLogger(__name__)
 
 COMPILED = "compiled closed form"
@@ -56,23 +58,9 @@ def group_norm(x: torch.Tensor, groups: int, weight: torch.Tensor, bias: torch.T
     """``F.group_norm`` (affine); on the CPU, for a map of MIN_ELEMENTS values or more, with the
     compiled closed-form double backward."""
     tensors = (x, weight, bias)
-    if (x.device.type != "cpu" or _state["failed"] or x.numel() < MIN_ELEMENTS
-            or not torch.is_grad_enabled() or not any(t.requires_grad for t in tensors)
-            or any(torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors)):
+    if x.device.type != "cpu" or _state["failed"] or x.numel() < MIN_ELEMENTS or runs_plainly(tensors):
         return F.group_norm(x, groups, weight, bias, eps)
-    return _GroupNorm.apply(*_entered(tensors), groups, eps)[0]
-
-
-def _entered(tensors):
-    """The tensors, a leaf that requires grad entering through a view: during autograd.grad,
-    autograd tells whether it will run a node only for inner nodes, not for a leaf's accumulator."""
-    return [t.view_as(t) if t.is_leaf and t.requires_grad else t for t in tensors]
-
-
-def _wanted(ctx) -> list[bool]:
-    """Which inputs' gradients the running backward pass will use."""
-    return [needed and node is not None and torch._C._will_engine_execute_node(node)
-            for needed, (node, _) in zip(ctx.needs_input_grad, ctx.next_functions)]
+    return _GroupNorm.apply(*entered(tensors), groups, eps)[0]
 
 
 class _GroupNorm(torch.autograd.Function):
@@ -96,12 +84,12 @@ class _GroupNorm(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y, _mean, _rstd):
         x, weight, mean, rstd = ctx.saved_tensors
-        mask = _wanted(ctx)[:3]
+        mask = wanted(ctx)  # (x, weight, bias)
         if not any(mask):
             return None, None, None, None, None
         if not torch.is_grad_enabled():  # a first-order backward: the kernel alone
             return (*_first_order(grad_y, x, weight, mean, rstd, ctx.groups, mask), None, None)
-        grad_y, x, weight = _entered((grad_y, x, weight))
+        grad_y, x, weight = entered((grad_y, x, weight))
         grads = _GroupNormBackward.apply(grad_y, x, weight, mean, rstd, ctx.groups, tuple(mask))
         return (*grads, None, None)
 
@@ -130,7 +118,7 @@ class _GroupNormBackward(torch.autograd.Function):
     @staticmethod
     def backward(ctx, a, c, e):
         grad_y, x, weight, mean, rstd = ctx.saved_tensors
-        want = _wanted(ctx)[:3]
+        want = wanted(ctx)[:3]  # (grad_y, x, weight) of the five tensors
         d_gy, d_x, d_gamma = _closed_form(grad_y, x, weight, mean, rstd, ctx.groups, a, c, e)
         return (d_gy if want[0] else None, d_x if want[1] else None, d_gamma if want[2] else None,
                 None, None, None, None)
