@@ -22,8 +22,8 @@ LAYERS = {  # the geometries of the paper's nets (stride-2 convs, 'same' conv, t
     "conv k4 s2": lambda: Conv2d(3, 4, 4, stride=2),
     "conv k5 same": lambda: Conv2d(3, 2, 5, padding="same"),
     "conv k3 s2 p1 groups": lambda: Conv2d(4, 6, 3, stride=2, padding=1, groups=2),
-    "transposed k5 s2 p2 op1": lambda: ConvTranspose2d(4, 3, 5, stride=2, padding=2, output_padding=1),
-    "transposed k4 s2 p1": lambda: ConvTranspose2d(4, 3, 4, stride=2, padding=1),
+    "transposed k5 s2 p2 op1": lambda: ConvTranspose2d(4, 16, 5, stride=2, padding=2, output_padding=1),
+    "transposed k4 s2 p1": lambda: ConvTranspose2d(4, 16, 4, stride=2, padding=1),
     # the CPU's other forms (Geometry.cpu_form): one output channel (depthwise and summed), stride-1
     # transposed (the plain convolution with the kernel flipped), also dilated with uneven padding
     "conv k5 same to one channel": lambda: Conv2d(3, 1, 5, padding="same"),
@@ -33,10 +33,16 @@ LAYERS = {  # the geometries of the paper's nets (stride-2 convs, 'same' conv, t
     # stride 1 with one channel on one side: the weight gradient by unfolding (_one_channel_weight_gradient)
     "conv k3 d2 to one channel": lambda: Conv2d(3, 1, 3, dilation=(2, 1), padding=(1, 0)),
     "transposed k3 d2 from one channel": lambda: ConvTranspose2d(1, 3, 3, padding=(1, 0), dilation=(2, 1)),
+    # strided transposed to fewer than 16 channels: one plain convolution per output phase
+    "transposed k5 s2 p2 op1 to 3 channels": lambda: ConvTranspose2d(4, 3, 5, stride=2, padding=2, output_padding=1),
+    "transposed k4 s2 p1 to 3 channels": lambda: ConvTranspose2d(4, 3, 4, stride=2, padding=1),
+    "transposed k4 s(3, 2) p0 op(2, 1) to 1 channel": lambda: ConvTranspose2d(2, 1, 4, stride=(3, 2), output_padding=(2, 1)),
 }
 FORMS = {"conv k5 same to one channel": "depthwise", "conv k3 s2 d2 to one channel": "depthwise",
          "transposed k5 s1 p2 from one channel": "flipped", "transposed k3 s1 d2": "flipped",
-         "conv k3 d2 to one channel": "depthwise", "transposed k3 d2 from one channel": "flipped"}
+         "conv k3 d2 to one channel": "depthwise", "transposed k3 d2 from one channel": "flipped",
+         "transposed k5 s2 p2 op1 to 3 channels": "phases", "transposed k4 s2 p1 to 3 channels": "phases",
+         "transposed k4 s(3, 2) p0 op(2, 1) to 1 channel": "phases"}
 NATIVE = {Conv2d: nn.Conv2d, ConvTranspose2d: nn.ConvTranspose2d}
 
 
@@ -112,10 +118,36 @@ def test_torch_func_transforms_get_the_native_convolution():
         return inner.square().sum()
 
     ours = grad(loss)(params, layer)
-    native = NATIVE[type(layer)](4, 3, 5, stride=2, padding=2, output_padding=1).to(DTYPE)
+    native = NATIVE[type(layer)](4, 16, 5, stride=2, padding=2, output_padding=1).to(DTYPE)
     expected = grad(loss)(params, native)
     for key in params:
         torch.testing.assert_close(ours[key], expected[key], rtol=1e-12, atol=1e-12)
+
+
+def test_the_phases_form_is_the_transposed_convolution():
+    """Any stride, kernel, padding and output padding, to 1-5 channels (the "phases" form): equal
+    to PyTorch's transposed convolution in float64, shape included."""
+    gen = torch.Generator().manual_seed(0)
+
+    def draw(low, high):
+        return int(torch.randint(low, high + 1, (), generator=gen))
+
+    checked = 0
+    while checked < 200:
+        stride, kernel = (draw(2, 3), draw(1, 3)), (draw(1, 6), draw(1, 6))
+        padding = (draw(0, kernel[0] - 1), draw(0, kernel[1] - 1))
+        geometry = Geometry(True, stride, padding, (1, 1), (draw(0, stride[0] - 1), draw(0, stride[1] - 1)), 1)
+        x = torch.randn(2, draw(1, 4), draw(1, 9), draw(1, 9), dtype=DTYPE, generator=gen)
+        weight = torch.randn(x.shape[1], draw(1, 5), *kernel, dtype=DTYPE, generator=gen)
+        bias = torch.randn(weight.shape[1], dtype=DTYPE, generator=gen)
+        try:
+            expected = torch.nn.functional.conv_transpose2d(x, weight, bias, stride, padding,
+                                                            geometry.output_padding)
+        except RuntimeError:  # an output size below 1
+            continue
+        assert geometry.cpu_form(x.shape[1], weight.shape)[0] == "phases"
+        torch.testing.assert_close(geometry.run(x, weight, bias), expected, rtol=1e-12, atol=1e-12)
+        checked += 1
 
 
 def test_unsupported_settings_are_refused():

@@ -150,35 +150,67 @@ def _compiled():
 
 def _double_backward(grad_y, x, weight, mean, rstd, groups: int, a, c, e):
     """(d/dgrad_y, d/dx, d/dgamma) of <a, g_x> + <c, g_gamma> + <e, g_beta> (the module's formulas);
-    a, c, e may be None (no cotangent), and so may the results."""
+    a, c, e may be None (no cotangent), and so may the results.
+
+    Two passes over the map: five sums per sample and channel (of a, a x^, g_y, g_y x^, a g_y),
+    from which every group mean of the formulas follows, then one elementwise pass,
+    d/dgrad_y = L1 a + L2 x^ + L3 and d/dx = K1 a + K2 g_y + K3 x^ + K4 with per-channel L, K."""
     n, channels = x.shape[:2]
-    per_channel = (1, groups, channels // groups, 1)
-    xv, gyv = x.reshape(n, groups, channels // groups, -1), grad_y.reshape(n, groups, channels // groups, -1)
-    r = rstd.view(n, groups, 1, 1)
-    size = xv.shape[2] * xv.shape[3]
-    xhat = (xv - mean.view(n, groups, 1, 1)) * r
-    gamma = weight.view(per_channel)
-    d_gy = d = d_gamma = None
-    d_r = 0
+    if a is None and c is None:
+        return None if e is None else e.view(1, channels, 1, 1).expand_as(x), None, None
+    per_group = (n, groups, channels // groups)
+    size = x[0].numel() // groups  # M, values per group
+
+    def to_channels(v):  # [n, groups] -> [n, channels, 1]
+        return v.view(n, groups, 1).expand(per_group).reshape(n, channels, 1)
+
+    def group_mean(v):  # [n, channels] -> [n, groups]
+        return v.view(per_group).sum(-1) / size
+
+    xv, gyv = x.reshape(n, channels, -1), grad_y.reshape(n, channels, -1)
+    r, m = to_channels(rstd), to_channels(mean)
+    xhat = (xv - m) * r
+    gamma = weight.view(1, channels)
+
+    def xhat_sum(v, v_sum):  # sum of v x^ per sample and channel from sum(v x) and sum(v), as PyTorch's
+        return ((v * xv).sum(-1) - m[..., 0] * v_sum) * r[..., 0]  # kernel does: every sum one pass
+
+    g_sum = gyv.sum(-1)
+    gx_sum = xhat_sum(gyv, g_sum)
+    coef_a = coef_gy = coef_xhat = constant = 0  # of d/dx = K1 a + K2 g_y + K3 x^ + K4, per channel
+    d_gy_a = d_gy_xhat = d_gy_constant = 0  # of d/dgrad_y = L1 a + L2 x^ + L3
+    d_gamma = None
     if a is not None:
-        av, u = a.reshape(xv.shape), gyv * gamma
-        a_xhat = (av * xhat).sum((2, 3), keepdim=True) / size
-        r_p_a = (av - av.mean((2, 3), keepdim=True) - xhat * a_xhat) * r
-        d_gy = r_p_a * gamma
-        d_gamma = (gyv * r_p_a).sum((0, 3)).reshape(-1)
-        d = -(av * (u * xhat).sum((2, 3), keepdim=True) / size + u * a_xhat) * r
-        d_r = (r_p_a * u).sum((2, 3), keepdim=True) / size  # <a, P(u)> r / M: d/dr, as a d/dx^ term
+        av = a.reshape(xv.shape)
+        a_sum = av.sum(-1)
+        a_mean, ax_mean = group_mean(a_sum), group_mean(xhat_sum(av, a_sum))
+        ag_sum = (av * gyv).sum(-1)
+        u_mean, ux_mean = group_mean(gamma * g_sum), group_mean(gamma * gx_sum)
+        au_mean = group_mean(gamma * ag_sum)
+        rg = rstd.view(n, groups)
+        # P(a) = a - mean(a) - x^ mean(a x^); d/dgamma = sum over samples of r <g_y, P(a)> per channel
+        d_gamma = (r[..., 0] * (ag_sum - to_channels(a_mean)[..., 0] * g_sum
+                                - to_channels(ax_mean)[..., 0] * gx_sum)).sum(0)
+        gamma_r = gamma.unsqueeze(-1) * r
+        d_gy_a, d_gy_xhat = gamma_r, -gamma_r * to_channels(ax_mean)
+        d_gy_constant = -gamma_r * to_channels(a_mean)
+        # D = -r (a mean(u x^) + u mean(a x^)) (+ c g_y below); d/dr = r (mean(a u) - mean(a) mean(u) - mean(a x^) mean(u x^))
+        coef_a = -to_channels(rg * ux_mean)
+        coef_gy = -gamma_r * to_channels(ax_mean)
+        constant = to_channels(rg * (a_mean * ux_mean + u_mean * ax_mean))  # -mean(D), c's part below
+        coef_xhat = -to_channels(rg * (-2 * ax_mean * ux_mean) + rg * (au_mean - a_mean * u_mean - ax_mean * ux_mean))
     if c is not None:
-        cv = c.view(per_channel)
-        d = cv * gyv if d is None else d + cv * gyv
-        d_gy = cv * xhat if d_gy is None else d_gy + cv * xhat
+        cv = c.view(1, channels)
+        coef_gy = coef_gy + cv.unsqueeze(-1)
+        constant = constant - to_channels(group_mean(cv * g_sum))
+        coef_xhat = coef_xhat - to_channels(group_mean(cv * gx_sum))
+        d_gy_xhat = d_gy_xhat + cv.unsqueeze(-1)
     if e is not None:
-        d_gy = e.view(per_channel).expand_as(xv) if d_gy is None else d_gy + e.view(per_channel)
-    d_x = None
-    if d is not None:
-        coefficient = (d * xhat).sum((2, 3), keepdim=True) / size + d_r
-        d_x = ((d - d.mean((2, 3), keepdim=True) - xhat * coefficient) * r).view_as(x)
-    return None if d_gy is None else d_gy.reshape(x.shape), d_x, d_gamma
+        d_gy_constant = d_gy_constant + e.view(1, channels, 1)
+    av = 0 if a is None else a.reshape(xv.shape)
+    d_x = r * (coef_a * av + coef_gy * gyv + coef_xhat * xhat + constant)
+    d_gy = d_gy_a * av + d_gy_xhat * xhat + d_gy_constant
+    return d_gy.view_as(x), d_x.view_as(x), d_gamma
 
 
 class GroupNorm(nn.GroupNorm):
