@@ -150,6 +150,20 @@ def test_the_phases_form_is_the_transposed_convolution():
         checked += 1
 
 
+def test_other_devices_run_the_layer_as_is(monkeypatch):
+    """The CPU's forms (phases, the bias after the kernel, ...) stay on the CPU: on any other
+    device (here "meta") one call of PyTorch's convolution with the layer's own geometry and bias."""
+    calls = []
+    real = torch.convolution
+    monkeypatch.setattr(torch, "convolution", lambda *args: calls.append(args) or real(*args))
+    layer = LAYERS["transposed k4 s2 p1 to 3 channels"]().to("meta")
+    geometry = _geometry(layer)
+    assert geometry.cpu_form(layer.in_channels, layer.weight.shape)[0] == "phases"
+    y = geometry.run(torch.empty(2, 4, 5, 5, device="meta"), layer.weight, layer.bias)
+    assert y.shape == (2, 3, 10, 10) and len(calls) == 1
+    assert calls[0][2] is layer.bias and calls[0][3:] == ((2, 2), (1, 1), (1, 1), True, (0, 0), 1)
+
+
 def test_unsupported_settings_are_refused():
     with pytest.raises(ValueError, match="output_padding < stride"):
         ConvTranspose2d(2, 2, 3, stride=1, dilation=2, output_padding=1)

@@ -6,7 +6,9 @@ backward as a differentiable composite of about 70 elementwise ops and, in the o
 differentiates each of them: on the CPU, where each op is a pass over the feature map, about a
 quarter of a Fisher step (MNIST nets, width 16). Here the backward is the fused first-order
 kernel (``native_group_norm_backward``) wrapped in a Function whose own backward is the closed
-form below, compiled by ``torch.compile`` into a few fused loops (BENCHMARKS.md).
+form below, compiled by ``torch.compile`` (BENCHMARKS.md). Every group mean in it follows from five
+sums per sample and channel, so the compiled form reads the map twice: once for the sums, once to
+write both results (``_double_backward``).
 
 Per sample and group of M values, with x^ = (x - m) r, r = (var + eps)^-1/2, u = gamma * g_y and
 P(v) = v - mean(v) - x^ mean(v x^) (self-adjoint), the first-order backward is
