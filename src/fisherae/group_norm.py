@@ -156,7 +156,10 @@ def _double_backward(grad_y, x, weight, mean, rstd, groups: int, a, c, e):
 
     Two passes over the map: five sums per sample and channel (of a, a x^, g_y, g_y x^, a g_y),
     from which every group mean of the formulas follows, then one elementwise pass,
-    d/dgrad_y = L1 a + L2 x^ + L3 and d/dx = K1 a + K2 g_y + K3 x^ + K4 with per-channel L, K."""
+    d/dgrad_y = L1 a + L2 x^ + L3 and d/dx = r (K1 a + K2 g_y + K3 x^ + K4), with L and K per
+    sample and channel. With A = mean(a), AX = mean(a x^), U = mean(u), UX = mean(u x^),
+    AU = mean(a u) per group: mean(D) = -r (A UX + U AX) + mean(c g_y) and
+    mean(D x^) + d/dr r / M = r (AU - A U - 3 AX UX) + mean(c g_y x^)."""
     n, channels = x.shape[:2]
     if a is None and c is None:
         return None if e is None else e.view(1, channels, 1, 1).expand_as(x), None, None
@@ -179,7 +182,7 @@ def _double_backward(grad_y, x, weight, mean, rstd, groups: int, a, c, e):
 
     g_sum = gyv.sum(-1)
     gx_sum = xhat_sum(gyv, g_sum)
-    coef_a = coef_gy = coef_xhat = constant = 0  # of d/dx = K1 a + K2 g_y + K3 x^ + K4, per channel
+    coef_a = coef_gy = coef_xhat = constant = 0  # K1 to K4 of d/dx
     d_gy_a = d_gy_xhat = d_gy_constant = 0  # of d/dgrad_y = L1 a + L2 x^ + L3
     d_gamma = None
     if a is not None:
@@ -196,11 +199,11 @@ def _double_backward(grad_y, x, weight, mean, rstd, groups: int, a, c, e):
         gamma_r = gamma.unsqueeze(-1) * r
         d_gy_a, d_gy_xhat = gamma_r, -gamma_r * to_channels(ax_mean)
         d_gy_constant = -gamma_r * to_channels(a_mean)
-        # D = -r (a mean(u x^) + u mean(a x^)) (+ c g_y below); d/dr = r (mean(a u) - mean(a) mean(u) - mean(a x^) mean(u x^))
+        # D = -r (a UX + u AX) (+ c g_y below); d/dx = r (D - mean(D) - x^ (mean(D x^) + d/dr r / M))
         coef_a = -to_channels(rg * ux_mean)
         coef_gy = -gamma_r * to_channels(ax_mean)
-        constant = to_channels(rg * (a_mean * ux_mean + u_mean * ax_mean))  # -mean(D), c's part below
-        coef_xhat = -to_channels(rg * (-2 * ax_mean * ux_mean) + rg * (au_mean - a_mean * u_mean - ax_mean * ux_mean))
+        constant = to_channels(rg * (a_mean * ux_mean + u_mean * ax_mean))
+        coef_xhat = -to_channels(rg * (au_mean - a_mean * u_mean - 3 * ax_mean * ux_mean))
     if c is not None:
         cv = c.view(1, channels)
         coef_gy = coef_gy + cv.unsqueeze(-1)
