@@ -151,7 +151,7 @@ def test_the_phases_form_is_the_transposed_convolution():
 
 
 def test_other_devices_run_the_layer_as_is(monkeypatch):
-    """The CPU's forms (phases, the bias after the kernel, ...) stay on the CPU: on any other
+    """The CPU's forms (phases, flipped, depthwise) stay on the CPU: on any other
     device (here "meta") one call of PyTorch's convolution with the layer's own geometry and bias."""
     calls = []
     real = torch.convolution

@@ -46,9 +46,6 @@ class Geometry:
         form, geometry = self.cpu_form(x.shape[1], weight.shape)
         if form == "phases":
             return _transposed_by_phases(x, weight, bias, self, geometry)
-        if form == "as is" and self.transposed and bias is not None:  # oneDNN's bias: 14.5 vs 11.3 ms
-            return torch.convolution(x, weight, None, self.stride, self.padding, self.dilation, True,
-                                     self.output_padding, self.groups).add_(bias.view(1, -1, 1, 1))
         if form == "flipped":
             weight = weight.transpose(0, 1).flip(2, 3)
         elif form == "depthwise":
