@@ -40,10 +40,7 @@ class Geometry:
 
     def run(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         """The convolution itself, on the backend's forward kernel, in its ``cpu_form`` on the CPU."""
-        if x.device.type != "cpu":
-            return torch.convolution(x, weight, bias, self.stride, self.padding, self.dilation, self.transposed,
-                                     self.output_padding, self.groups)
-        form, geometry = self.cpu_form(x.shape[1], weight.shape)
+        form, geometry = self.cpu_form(x.shape[1], weight.shape) if x.device.type == "cpu" else ("as is", self)
         if form == "phases":
             return _transposed_by_phases(x, weight, bias, self, geometry)
         if form == "flipped":
@@ -169,7 +166,7 @@ def _transposed_by_phases(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
     size = [(x.shape[2 + i] - 1) * layer.stride[i] - 2 * layer.padding[i] + kernel[i] + layer.output_padding[i]
             for i in range(2)]
     out = x.new_empty(n, c_out, *size)
-    shift = [plain.padding[i] - (_phase_taps(kernel, layer.stride)[i] - 1) for i in range(2)]
+    shift = [plain.padding[0] - (th - 1), plain.padding[1] - (tw - 1)]  # past the window's own padding
     for r in range(sh):
         top = (r + ph) // sh + shift[0]
         for q in range(sw):

@@ -176,6 +176,7 @@ def _double_backward(grad_y, x, weight, mean, rstd, groups: int, a, c, e):
     r, m = to_channels(rstd), to_channels(mean)
     xhat = (xv - m) * r
     gamma = weight.view(1, channels)
+    av = 0 if a is None else a.reshape(xv.shape)
 
     def xhat_sum(v, v_sum):  # sum of v x^ per sample and channel from sum(v x) and sum(v), as PyTorch's
         return ((v * xv).sum(-1) - m[..., 0] * v_sum) * r[..., 0]  # kernel does: every sum one pass
@@ -186,13 +187,11 @@ def _double_backward(grad_y, x, weight, mean, rstd, groups: int, a, c, e):
     d_gy_a = d_gy_xhat = d_gy_constant = 0  # of d/dgrad_y = L1 a + L2 x^ + L3
     d_gamma = None
     if a is not None:
-        av = a.reshape(xv.shape)
         a_sum = av.sum(-1)
         a_mean, ax_mean = group_mean(a_sum), group_mean(xhat_sum(av, a_sum))
         ag_sum = (av * gyv).sum(-1)
         u_mean, ux_mean = group_mean(gamma * g_sum), group_mean(gamma * gx_sum)
         au_mean = group_mean(gamma * ag_sum)
-        rg = rstd.view(n, groups)
         # P(a) = a - mean(a) - x^ mean(a x^); d/dgamma = sum over samples of r <g_y, P(a)> per channel
         d_gamma = (r[..., 0] * (ag_sum - to_channels(a_mean)[..., 0] * g_sum
                                 - to_channels(ax_mean)[..., 0] * gx_sum)).sum(0)
@@ -200,10 +199,10 @@ def _double_backward(grad_y, x, weight, mean, rstd, groups: int, a, c, e):
         d_gy_a, d_gy_xhat = gamma_r, -gamma_r * to_channels(ax_mean)
         d_gy_constant = -gamma_r * to_channels(a_mean)
         # D = -r (a UX + u AX) (+ c g_y below); d/dx = r (D - mean(D) - x^ (mean(D x^) + d/dr r / M))
-        coef_a = -to_channels(rg * ux_mean)
+        coef_a = -to_channels(rstd * ux_mean)
         coef_gy = -gamma_r * to_channels(ax_mean)
-        constant = to_channels(rg * (a_mean * ux_mean + u_mean * ax_mean))
-        coef_xhat = -to_channels(rg * (au_mean - a_mean * u_mean - 3 * ax_mean * ux_mean))
+        constant = to_channels(rstd * (a_mean * ux_mean + u_mean * ax_mean))
+        coef_xhat = -to_channels(rstd * (au_mean - a_mean * u_mean - 3 * ax_mean * ux_mean))
     if c is not None:
         cv = c.view(1, channels)
         coef_gy = coef_gy + cv.unsqueeze(-1)
@@ -212,7 +211,6 @@ def _double_backward(grad_y, x, weight, mean, rstd, groups: int, a, c, e):
         d_gy_xhat = d_gy_xhat + cv.unsqueeze(-1)
     if e is not None:
         d_gy_constant = d_gy_constant + e.view(1, channels, 1)
-    av = 0 if a is None else a.reshape(xv.shape)
     d_x = r * (coef_a * av + coef_gy * gyv + coef_xhat * xhat + constant)
     d_gy = d_gy_a * av + d_gy_xhat * xhat + d_gy_constant
     return d_gy.view_as(x), d_x.view_as(x), d_gamma
