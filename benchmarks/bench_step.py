@@ -8,12 +8,12 @@ inner gradients, backward, Adam, gradient norms; no host sync), on a fixed batch
 device, with the settings of ``--config`` (default: config/config.yaml, the paper's). Each
 row is one net x width x method x mode:
 - mode ``eager``: op by op; ``cuda_graph``: replayed from one CUDA graph (GPU only);
-- ``native conv+norm``: the same step with PyTorch's own convolution and group-norm modules, whose
-  double backward takes the fallback path (the baseline, main before the fallback-free
-  convolutions);
-- ``native norm`` (CPU only: the GPU runs PyTorch's group norm anyway): PyTorch's group norm
-  alone, whose second derivative is autograd's composite (``fisherae.group_norm`` compiles a
-  closed form instead).
+- ``native conv+norm``: the same step with PyTorch's own convolution and group-norm modules (and
+  ReLU modules), whose double backward takes the fallback path (the baseline, main before the
+  fallback-free convolutions);
+- ``native norm`` (CPU only: the GPU runs PyTorch's group norm anyway): PyTorch's group norm and
+  ReLU alone, whose second derivative is autograd's composite (``fisherae.group_norm`` compiles a
+  closed form with the ReLU's mask folded in instead).
 Steps of all rows of one net and width are interleaved after a warm-up; the median and the
 ratio to the eager VAE step of the same net and width are printed. (Peak memory: the rows
 share one process, so it is measured per run by ``bench_epoch.py`` and logged by training.)"""
@@ -28,6 +28,7 @@ import time
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from fisherae import convolutions, group_norm
 from fisherae.config import load_config, validate_config
@@ -38,8 +39,17 @@ from fisherae.training import TrainingStep, model_spec
 PRIORS = {"fisher_ae": "polynomial", "vae": "gaussian", "wae_gan": "gaussian"}
 
 
+class NativeGroupNorm:
+    """The forward that ``native_modules`` gives fisherae's GroupNorm: PyTorch's group norm, then
+    PyTorch's ReLU where the layer has one (``relu``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = nn.GroupNorm.forward(self, x)
+        return F.relu(y) if self.relu else y
+
+
 NATIVE = {"conv": [(convolutions.Conv2d, nn.Conv2d), (convolutions.ConvTranspose2d, nn.ConvTranspose2d)],
-          "norm": [(group_norm.GroupNorm, nn.GroupNorm)]}  # fisherae's modules and PyTorch's, by baseline part
+          "norm": [(group_norm.GroupNorm, NativeGroupNorm)]}  # fisherae's modules and PyTorch's, by baseline part
 
 
 @contextlib.contextmanager

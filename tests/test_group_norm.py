@@ -1,6 +1,6 @@
 """Group norm's closed-form double backward (``fisherae.group_norm``): exact to second order in
-float64 against PyTorch's own layer, compiled and eager, for every cotangent; the drop-in for
-``nn.GroupNorm``; a Fisher AE loss on the CPU built on it; PyTorch's layer on other devices and
+float64 against PyTorch's own layer (and against PyTorch's layer then ReLU, for the layer with its
+ReLU folded in), compiled and eager, for every cotangent; the drop-in for ``nn.GroupNorm``; a Fisher AE loss on the CPU built on it; PyTorch's layer on other devices and
 after a failed compile, with the mode saying why; the smoke DAG's nets too small to compile."""
 
 from pathlib import Path
@@ -53,25 +53,39 @@ def _second_derivatives(layer, x, weight, bias, groups):
                                          zip(second, (x, weight, bias, grad_y))]
 
 
+def _reference(relu):
+    """PyTorch's group norm, then PyTorch's ReLU if ``relu``: what ``gn.group_norm`` must equal."""
+    def layer(x, groups, weight, bias, eps):
+        y = F.group_norm(x, groups, weight, bias, eps)
+        return F.relu(y) if relu else y
+    return layer
+
+
+def _ours(relu):
+    return lambda x, groups, weight, bias, eps: gn.group_norm(x, groups, weight, bias, eps, relu)
+
+
+@pytest.mark.parametrize("relu", [False, True], ids=["norm", "norm_relu"])
 @pytest.mark.parametrize("shape", SHAPES)
-def test_gradgradcheck(shape):
+def test_gradgradcheck(shape, relu):
     *sizes, groups = shape
     inputs = _inputs(*sizes)
-    layer = lambda x, w, b: gn.group_norm(x, groups, w, b, 1e-5)  # noqa: E731
+    layer = lambda x, w, b: gn.group_norm(x, groups, w, b, 1e-5, relu)  # noqa: E731
     assert gradcheck(layer, inputs) and gradgradcheck(layer, inputs)
     assert gn.double_backward_mode() == gn.COMPILED
 
 
+@pytest.mark.parametrize("relu", [False, True], ids=["norm", "norm_relu"])
 @pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "eager"])
 @pytest.mark.parametrize("shape", SHAPES)
-def test_second_derivatives_equal_pytorchs(shape, compiled, monkeypatch):
+def test_second_derivatives_equal_pytorchs(shape, compiled, relu, monkeypatch):
     """Every term (cotangents of g_x, g_gamma and g_beta at once) equals PyTorch's composite to
-    float64 rounding, from the compiled form and from the eager one."""
+    float64 rounding, from the compiled forms and from the eager ones."""
     if not compiled:
-        monkeypatch.setattr(gn, "_compiled", lambda: gn._double_backward)
+        monkeypatch.setattr(gn, "_compiled", lambda name: gn._FORMS[name])
     *sizes, groups = shape
-    ours = _second_derivatives(gn.group_norm, *_inputs(*sizes), groups)
-    reference = _second_derivatives(F.group_norm, *_inputs(*sizes), groups)
+    ours = _second_derivatives(_ours(relu), *_inputs(*sizes), groups)
+    reference = _second_derivatives(_reference(relu), *_inputs(*sizes), groups)
     for got, want in zip(ours[0] + ours[1], reference[0] + reference[1]):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
 
@@ -81,10 +95,12 @@ def test_a_drop_in_for_nn_group_norm():
     native = nn.GroupNorm(2, 8)
     with torch.no_grad():
         native.weight.normal_(), native.bias.normal_()
-    ours = gn.GroupNorm(2, 8)
+    ours, ours_relu = gn.GroupNorm(2, 8), gn.GroupNorm(2, 8, relu=True)
     ours.load_state_dict(native.state_dict())
+    ours_relu.load_state_dict(native.state_dict())
     x = torch.randn(3, 8, 4, 4)
     assert torch.equal(ours(x), native(x)) and ours.state_dict().keys() == native.state_dict().keys()
+    assert torch.equal(ours_relu(x), F.relu(native(x)))
     with pytest.raises(ValueError, match="affine=True"):
         gn.GroupNorm(2, 8, affine=False)(x)
 
@@ -101,12 +117,14 @@ def _graph_nodes(tensor):
 
 def test_a_fisher_loss_on_the_cpu_differentiates_the_closed_form():
     """The loss's graph holds the closed form's backward, not PyTorch's group-norm backward (whose
-    composite is what it replaces), and the outer backward runs the compiled form."""
+    composite is what it replaces) nor a ReLU's (folded into the layer), and the outer backward runs
+    the compiled form."""
     torch.manual_seed(0)
     model = AutoEncoder(ModelSpec("fisher_ae", "mnist", "polynomial", width=8))
     loss = fisher_ae_loss(model.encoder, model.decoder, model.prior, torch.rand(4, 1, 28, 28)).loss
     nodes = _graph_nodes(loss)
     assert "_GroupNormBackwardBackward" in nodes and "NativeGroupNormBackward0" not in nodes
+    assert "ReluBackward0" not in nodes and "ThresholdBackwardBackward0" not in nodes
     loss.backward()
     assert gn.double_backward_mode() == gn.COMPILED
 
@@ -114,7 +132,7 @@ def test_a_fisher_loss_on_the_cpu_differentiates_the_closed_form():
 def test_a_failed_compile_falls_back_to_pytorchs_layer(monkeypatch):
     """The graph already built is differentiated by the eager closed form (still exact); later
     layers are PyTorch's own, and the mode names the error."""
-    def broken():
+    def broken(name):
         raise RuntimeError("no C++ compiler\nsecond line")
 
     monkeypatch.setattr(gn, "_compiled", broken)

@@ -5,8 +5,9 @@ so every normalisation layer's backward runs under ``create_graph``. PyTorch the
 backward as a differentiable composite of about 70 elementwise ops and, in the outer backward,
 differentiates each of them: on the CPU, where each op is a pass over the feature map, about a
 quarter of a Fisher step (MNIST nets, width 16). Here the backward is the fused first-order
-kernel (``native_group_norm_backward``) wrapped in a Function whose own backward is the closed
-form below, compiled by ``torch.compile`` (BENCHMARKS.md). Every group mean in it follows from five
+kernel (``native_group_norm_backward``; with a ReLU, the same two passes compiled with its mask)
+wrapped in a Function whose own backward is the closed form below, compiled by ``torch.compile``
+(BENCHMARKS.md). Every group mean in it follows from five
 sums per sample and channel, so the compiled form reads the map twice: once for the sums, once to
 write both results (``_double_backward``).
 
@@ -19,12 +20,20 @@ and e (of g_beta):
   d/dx     = r P(D) - (r^2 / M) <a, P(u)> x^,   D = -r (a mean(u x^) + u mean(a x^)) + c g_y
 (the last from d/dx^ = D and d/dr = <a, P(u)>, through x^(x) and r(x)).
 
-Only on the CPU, and only for feature maps of at least MIN_ELEMENTS values: in eager ops the
-closed form is slower than PyTorch's composite (each op a memory-bound pass), so it runs compiled
-or not at all, and a compile (about 1.5 s a map shape, reused across processes through inductor's
-cache) repays itself only on large maps. Where compiling fails (no C++ compiler, say), the layer
-falls back to PyTorch's own group norm and ``double_backward_mode`` says why. On a GPU the layer
-is PyTorch's own (its composite runs inside the step's CUDA graph).
+A ReLU after the layer (``relu``: the nets' every group norm) is folded in: its mask, where
+y = gamma x^ + beta > 0, is constant almost everywhere, so the layer's backward is the one above
+of g_y masked, and its second derivative the closed form of the masked g_y with d/dg_y masked too.
+The mask is recomputed from x inside the compiled backward and closed form, which read x anyway,
+so the ReLU costs no pass of its own over the map in the backward (PyTorch's ReLU: three passes a
+layer in the inner gradient and its derivative, and a map of zeros).
+
+Only on the CPU, and only for feature maps of at least MIN_ELEMENTS values (elsewhere the layer
+is PyTorch's group norm, then PyTorch's ReLU): in eager ops the closed form is slower than
+PyTorch's composite (each op a memory-bound pass), so it runs compiled or not at all, and a
+compile (about 1.5 s a map shape, reused across processes through inductor's cache) repays
+itself only on large maps. Where compiling fails (no C++ compiler, say), the layer falls back to
+PyTorch's own group norm (and ReLU) and ``double_backward_mode`` says why. On a GPU the layer is
+PyTorch's own (its composite runs inside the step's CUDA graph).
 """
 
 from __future__ import annotations
@@ -56,103 +65,155 @@ def double_backward_mode() -> str:
     return COMPILED if _state["ran"] else f"PyTorch's composite (no map of {MIN_ELEMENTS} values or more)"
 
 
-def group_norm(x: torch.Tensor, groups: int, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
-    """``F.group_norm`` (affine); on the CPU, for a map of MIN_ELEMENTS values or more, with the
-    compiled closed-form double backward."""
+def group_norm(x: torch.Tensor, groups: int, weight: torch.Tensor, bias: torch.Tensor, eps: float,
+               relu: bool = False) -> torch.Tensor:
+    """``F.group_norm`` (affine), followed by ``F.relu`` if ``relu``; on the CPU, for a map of
+    MIN_ELEMENTS values or more, with the compiled closed-form double backward (the ReLU's mask
+    folded into the group norm's compiled backward and closed form)."""
     tensors = (x, weight, bias)
     if x.device.type != "cpu" or _state["failed"] or x.numel() < MIN_ELEMENTS or runs_plainly(tensors):
-        return F.group_norm(x, groups, weight, bias, eps)
-    return _GroupNorm.apply(*entered(tensors), groups, eps)[0]
+        y = F.group_norm(x, groups, weight, bias, eps)
+        return F.relu(y) if relu else y
+    return _GroupNorm.apply(*entered(tensors), groups, eps, relu)[0]
 
 
 class _GroupNorm(torch.autograd.Function):
-    """y = group norm of x by PyTorch's kernel (also returning each group's mean and 1/std); its
-    backward is the fused kernel, as the differentiable ``_GroupNormBackward`` under create_graph."""
+    """y = group norm of x by PyTorch's kernel (also returning each group's mean and 1/std), then
+    ReLU in place if ``relu``; its backward is the fused kernel (compiled with the ReLU's mask),
+    as the differentiable ``_GroupNormBackward`` under create_graph."""
 
     @staticmethod
-    def forward(x, weight, bias, groups, eps):
+    def forward(x, weight, bias, groups, eps, relu):
         n, c = x.shape[:2]
         y, mean, rstd = torch.ops.aten.native_group_norm(x, weight, bias, n, c, x[0, 0].numel(), groups, eps)
-        return y, mean, rstd
+        return y.relu_() if relu else y, mean, rstd
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        x, weight, _, groups, _ = inputs
+        x, weight, bias, groups, _, relu = inputs
         _, mean, rstd = output
-        ctx.save_for_backward(x, weight, mean, rstd)
+        ctx.save_for_backward(x, weight, bias if relu else None, mean, rstd)
         ctx.groups = groups
         ctx.mark_non_differentiable(mean, rstd)
 
     @staticmethod
     def backward(ctx, grad_y, _mean, _rstd):
-        x, weight, mean, rstd = ctx.saved_tensors
+        x, weight, relu_bias, mean, rstd = ctx.saved_tensors
         mask = wanted(ctx)  # (x, weight, bias)
         if not any(mask):
-            return None, None, None, None, None
+            return None, None, None, None, None, None
         if not torch.is_grad_enabled():  # a first-order backward: the kernel alone
-            return (*_first_order(grad_y, x, weight, mean, rstd, ctx.groups, mask), None, None)
+            return (*_first_order(grad_y, x, weight, relu_bias, mean, rstd, ctx.groups, tuple(mask)), None, None, None)
         grad_y, x, weight = entered((grad_y, x, weight))
-        grads = _GroupNormBackward.apply(grad_y, x, weight, mean, rstd, ctx.groups, tuple(mask))
-        return (*grads, None, None)
+        relu_bias = None if relu_bias is None else relu_bias.detach()  # the mask: no derivative
+        grads = _GroupNormBackward.apply(grad_y, x, weight, relu_bias, mean, rstd, ctx.groups, tuple(mask))
+        return (*grads, None, None, None)
 
 
-def _first_order(grad_y, x, weight, mean, rstd, groups, mask):
-    """(g_x, g_gamma, g_beta), each only where ``mask`` says, by PyTorch's fused kernel."""
+def _first_order(grad_y, x, weight, relu_bias, mean, rstd, groups, mask):
+    """(g_x, g_gamma, g_beta), each only where ``mask`` says: by PyTorch's fused kernel, or with
+    ``relu_bias`` (a ReLU after the layer) by ``_masked_first_order``, compiled."""
+    if relu_bias is not None:
+        return _compiled_or_eager("first order", grad_y, x, weight, relu_bias, mean, rstd, groups, mask)
     n, c = x.shape[:2]
     return torch.ops.aten.native_group_norm_backward(grad_y, x, mean, rstd, weight, n, c, x[0, 0].numel(), groups,
                                                      list(mask))
 
 
 class _GroupNormBackward(torch.autograd.Function):
-    """(g_x, g_gamma, g_beta) of group norm by the fused kernel; its backward in closed form."""
+    """(g_x, g_gamma, g_beta) of group norm (and ReLU, given ``relu_bias``) by the fused kernel;
+    its backward in closed form."""
 
     @staticmethod
-    def forward(grad_y, x, weight, mean, rstd, groups, mask):
-        return _first_order(grad_y, x, weight, mean, rstd, groups, mask)
+    def forward(grad_y, x, weight, relu_bias, mean, rstd, groups, mask):
+        return _first_order(grad_y, x, weight, relu_bias, mean, rstd, groups, mask)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        grad_y, x, weight, mean, rstd, groups, _ = inputs
-        ctx.save_for_backward(grad_y, x, weight, mean, rstd)
+        grad_y, x, weight, relu_bias, mean, rstd, groups, _ = inputs
+        ctx.save_for_backward(grad_y, x, weight, relu_bias, mean, rstd)
         ctx.groups = groups
         ctx.set_materialize_grads(False)
 
     @staticmethod
     def backward(ctx, a, c, e):
-        grad_y, x, weight, mean, rstd = ctx.saved_tensors
-        want = wanted(ctx)[:3]  # (grad_y, x, weight) of the five tensors
-        d_gy, d_x, d_gamma = _closed_form(grad_y, x, weight, mean, rstd, ctx.groups, a, c, e)
+        grad_y, x, weight, relu_bias, mean, rstd = ctx.saved_tensors
+        want = wanted(ctx)[:3]  # (grad_y, x, weight) of the tensors
+        d_gy, d_x, d_gamma = _compiled_or_eager("double backward", grad_y, x, weight, relu_bias, mean, rstd,
+                                                ctx.groups, a, c, e)
         return (d_gy if want[0] else None, d_x if want[1] else None, d_gamma if want[2] else None,
-                None, None, None, None)
+                None, None, None, None, None)
 
 
-def _closed_form(*args):
-    """``_double_backward(*args)``, compiled while compiling works; eager for the graphs already
-    built once it has failed (later layers run PyTorch's composite)."""
+def _compiled_or_eager(name: str, *args):
+    """``_FORMS[name](*args)``, compiled while compiling works; eager for the graphs already built
+    once it has failed (later layers run PyTorch's own)."""
     if not _state["failed"]:
         try:
             with torch._dynamo.config.patch(recompile_limit=_RECOMPILE_LIMIT):
-                result = _compiled()(*args)
+                result = _compiled(name)(*args)
             _state["ran"] = True
             return result
         except Exception as err:  # noqa: BLE001 - whatever stops the compiler, the eager form is exact
             _state["failed"] = f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
             log.warning("group norm double backward: %s", double_backward_mode())
-    return _double_backward(*args)
+    return _FORMS[name](*args)
 
 
 @functools.cache
-def _compiled():
+def _compiled(name: str):
     # A CUDA build of torch on a machine without CUDA warns on every compile that it found no
     # CUDA runtime (it compiles for the CPU): not news to a CPU run, and noise in its log.
     logging.getLogger("torch.utils.cpp_extension").addFilter(
         lambda record: "No CUDA runtime is found" not in record.getMessage())
-    return torch.compile(_double_backward, dynamic=False)
+    # Inductor stores a pointwise value that reads more than realize_reads_threshold (4) inputs
+    # rather than recompute it where it is used again: here the ReLU's mask and x^ (x, mean, 1/std,
+    # gamma, beta), an extra pass over the map each (the relu form 12.3 vs 6.2 ms, BENCHMARKS.md).
+    return torch.compile(_FORMS[name], dynamic=False, options={"realize_reads_threshold": 64})
 
 
-def _double_backward(grad_y, x, weight, mean, rstd, groups: int, a, c, e):
+def _relu_mask(xv, weight, relu_bias, m, r):
+    """Where the ReLU after the layer passes its gradient: y = x scale + shift > 0 per sample and
+    channel (scale = gamma r, shift = beta - m scale), as PyTorch's forward kernel computes y."""
+    channels = xv.shape[1]
+    scale = weight.view(1, channels, 1) * r
+    return (xv * scale + (relu_bias.view(1, channels, 1) - m * scale)).sign().clamp_min(0)
+
+
+def _masked_first_order(grad_y, x, weight, relu_bias, mean, rstd, groups: int, mask):
+    """(g_x, g_gamma, g_beta) of ReLU after group norm, each only where ``mask`` says: the layer's
+    first-order backward of g = grad_y where the ReLU passes, in two passes over the map (sums of
+    g and g x^ per sample and channel, then g_x = r (u - mean(u) - x^ mean(u x^)), u = gamma g)."""
+    n, channels = x.shape[:2]
+    per_group = (n, groups, channels // groups)
+    size = x[0].numel() // groups
+    xv = x.reshape(n, channels, -1)
+    r, m = _to_channels(rstd, per_group), _to_channels(mean, per_group)
+    g = _relu_mask(xv, weight, relu_bias, m, r) * grad_y.reshape(xv.shape)
+    g_sum = g.sum(-1)
+    gx_sum = ((g * xv).sum(-1) - m[..., 0] * g_sum) * r[..., 0]
+    grad_x = None
+    if mask[0]:
+        gamma = weight.view(1, channels)
+        u_mean = (gamma * g_sum).view(per_group).sum(-1) / size
+        ux_mean = (gamma * gx_sum).view(per_group).sum(-1) / size
+        xhat = (xv - m) * r
+        grad_x = (r * (gamma.unsqueeze(-1) * g - _to_channels(u_mean, per_group)
+                       - xhat * _to_channels(ux_mean, per_group))).view_as(x)
+    return grad_x, gx_sum.sum(0) if mask[1] else None, g_sum.sum(0) if mask[2] else None
+
+
+def _to_channels(v, per_group):
+    """[n, groups] -> [n, channels, 1]: each group's value for each of its channels."""
+    n, groups, width = per_group
+    return v.view(n, groups, 1).expand(per_group).reshape(n, groups * width, 1)
+
+
+def _double_backward(grad_y, x, weight, relu_bias, mean, rstd, groups: int, a, c, e):
     """(d/dgrad_y, d/dx, d/dgamma) of <a, g_x> + <c, g_gamma> + <e, g_beta> (the module's formulas);
-    a, c, e may be None (no cotangent), and so may the results.
+    a, c, e may be None (no cotangent), and so may the results. With ``relu_bias`` (a ReLU after
+    the layer) the same formulas of g_y where the ReLU passes, d/dgrad_y zero where it does not
+    (its mask is constant almost everywhere).
 
     Two passes over the map: five sums per sample and channel (of a, a x^, g_y, g_y x^, a g_y),
     from which every group mean of the formulas follows, then one elementwise pass,
@@ -161,19 +222,25 @@ def _double_backward(grad_y, x, weight, mean, rstd, groups: int, a, c, e):
     AU = mean(a u) per group: mean(D) = -r (A UX + U AX) + mean(c g_y) and
     mean(D x^) + d/dr r / M = r (AU - A U - 3 AX UX) + mean(c g_y x^)."""
     n, channels = x.shape[:2]
-    if a is None and c is None:
-        return None if e is None else e.view(1, channels, 1, 1).expand_as(x), None, None
+    if a is None and c is None and e is None:
+        return None, None, None
     per_group = (n, groups, channels // groups)
     size = x[0].numel() // groups  # M, values per group
 
     def to_channels(v):  # [n, groups] -> [n, channels, 1]
-        return v.view(n, groups, 1).expand(per_group).reshape(n, channels, 1)
+        return _to_channels(v, per_group)
 
     def group_mean(v):  # [n, channels] -> [n, groups]
         return v.view(per_group).sum(-1) / size
 
     xv, gyv = x.reshape(n, channels, -1), grad_y.reshape(n, channels, -1)
     r, m = to_channels(rstd), to_channels(mean)
+    passes = None if relu_bias is None else _relu_mask(xv, weight, relu_bias, m, r)
+    if passes is not None:
+        gyv = gyv * passes
+    if a is None and c is None:
+        d_gy = e.view(1, channels, 1).expand_as(xv)
+        return (d_gy if passes is None else d_gy * passes).view_as(x), None, None
     xhat = (xv - m) * r
     gamma = weight.view(1, channels)
     av = 0 if a is None else a.reshape(xv.shape)
@@ -213,13 +280,26 @@ def _double_backward(grad_y, x, weight, mean, rstd, groups: int, a, c, e):
         d_gy_constant = d_gy_constant + e.view(1, channels, 1)
     d_x = r * (coef_a * av + coef_gy * gyv + coef_xhat * xhat + constant)
     d_gy = d_gy_a * av + d_gy_xhat * xhat + d_gy_constant
+    if passes is not None:
+        d_gy = d_gy * passes
     return d_gy.view_as(x), d_x.view_as(x), d_gamma
 
 
+_FORMS = {"first order": _masked_first_order, "double backward": _double_backward}
+
+
 class GroupNorm(nn.GroupNorm):
-    """``nn.GroupNorm`` (same parameters and state dict) with the closed-form double backward."""
+    """``nn.GroupNorm`` (same parameters and state dict) with the closed-form double backward;
+    with ``relu``, ReLU after it in the same layer (``group_norm``)."""
+
+    def __init__(self, *args, relu: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.relu = relu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.affine:
             raise ValueError("fisherae GroupNorm needs affine=True")
-        return group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+        return group_norm(x, self.num_groups, self.weight, self.bias, self.eps, self.relu)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + (", relu=True" if self.relu else "")

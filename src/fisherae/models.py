@@ -48,13 +48,16 @@ ARCHITECTURES = {
 }
 
 
-def _norm(channels: int) -> GroupNorm:
-    """Per-sample normalisation (no batch coupling): up to 32 groups of at least 8 channels,
-    so a group never normalises a single value away (1x1 maps in narrow nets)."""
+def _norm_relu(channels: int) -> list[nn.Module]:
+    """Per-sample normalisation (no batch coupling), then ReLU: up to 32 groups of at least 8
+    channels, so a group never normalises a single value away (1x1 maps in narrow nets). The ReLU
+    runs inside the group-norm layer (``fisherae.group_norm``: its mask folded into the layer's
+    compiled derivatives); nn.Identity holds the ReLU's place, so the state dict's keys stay those
+    of nn.Sequential(..., GroupNorm, ReLU) (the published models')."""
     groups = math.gcd(channels, 32)
     while groups > 1 and channels // groups < 8:
         groups //= 2
-    return GroupNorm(groups, channels)
+    return [GroupNorm(groups, channels, relu=True), nn.Identity()]
 
 
 def _same_padding(size: int, kernel: int, stride: int = 2) -> nn.ZeroPad2d:
@@ -64,14 +67,14 @@ def _same_padding(size: int, kernel: int, stride: int = 2) -> nn.ZeroPad2d:
 
 
 def _conv_block(c_in: int, c_out: int, kernel: int, size: int) -> list[nn.Module]:
-    return [_same_padding(size, kernel), Conv2d(c_in, c_out, kernel, stride=2), _norm(c_out), nn.ReLU()]
+    return [_same_padding(size, kernel), Conv2d(c_in, c_out, kernel, stride=2), *_norm_relu(c_out)]
 
 
 def _deconv_block(c_in: int, c_out: int, kernel: int) -> list[nn.Module]:
     pad = (kernel - 1) // 2
     out_pad = 2 + 2 * pad - kernel  # exactly doubles the size for k = 4 and k = 5
     return [ConvTranspose2d(c_in, c_out, kernel, stride=2, padding=pad, output_padding=out_pad),
-            _norm(c_out), nn.ReLU()]
+            *_norm_relu(c_out)]
 
 
 class ConvEncoder(nn.Module):
@@ -107,7 +110,7 @@ class ConvDecoder(nn.Module):
         chans = [width * 8 // 2**i for i in range(n_up + 1)]
         self.start = (chans[0], arch.decoder_start, arch.decoder_start)
         self.fc = nn.Sequential(nn.Linear(latent_dim, math.prod(self.start)), nn.Unflatten(1, self.start),
-                                _norm(chans[0]), nn.ReLU())
+                                *_norm_relu(chans[0]))
         layers = [m for c_in, c_out in zip(chans, chans[1:]) for m in _deconv_block(c_in, c_out, arch.kernel)]
         self.body = nn.Sequential(*layers, Conv2d(chans[-1], arch.channels, arch.kernel | 1, padding="same"),
                                   nn.Sigmoid())
