@@ -1,7 +1,8 @@
 """Group norm's closed-form double backward (``fisherae.group_norm``): exact to second order in
 float64 against PyTorch's own layer (and against PyTorch's layer then ReLU, for the layer with its
-ReLU folded in), compiled and eager, for every cotangent; the drop-in for ``nn.GroupNorm``; a Fisher AE loss on the CPU built on it; PyTorch's layer on other devices and
-after a failed compile, with the mode saying why; the smoke DAG's nets too small to compile."""
+ReLU folded in), compiled and eager, for every cotangent; the drop-in for ``nn.GroupNorm``; a
+Fisher AE loss on the CPU built on it; PyTorch's layer on other devices and after a failed
+compile, with the mode saying why; the smoke DAG's nets too small to compile."""
 
 from pathlib import Path
 

@@ -61,3 +61,13 @@ def test_spec_round_trips_through_a_dict():
                      poly_normalisable=True, extra={"fisher_variant": "exact"})
     assert ModelSpec(**spec.to_dict()) == spec
     assert spec.latent == 16
+
+
+def test_state_dict_keys_are_those_of_models_written_before():
+    """Each group norm carries its ReLU (nn.Identity in the ReLU's old slot), so a model file
+    written before (nn.Sequential(..., GroupNorm, ReLU)) still loads: the keys are unchanged."""
+    keys = list(AutoEncoder(ModelSpec("fisher_ae", "mnist", "polynomial", width=2)).state_dict())
+    encoder = [f"encoder.features.{i}.{p}" for i in (1, 2, 5, 6, 9, 10, 13, 14) for p in ("weight", "bias")]
+    decoder = [f"decoder.{part}.{p}" for part in ("fc.0", "fc.2", "body.0", "body.1", "body.3", "body.4", "body.6")
+               for p in ("weight", "bias")]
+    assert keys == [*encoder, "encoder.head.weight", "encoder.head.bias", *decoder, "prior.eta"], keys
