@@ -173,8 +173,10 @@ def _compiled(name: str):
 
 
 def _relu_mask(xv, weight, relu_bias, m, r):
-    """Where the ReLU after the layer passes its gradient: y = x scale + shift > 0 per sample and
-    channel (scale = gamma r, shift = beta - m scale), as PyTorch's forward kernel computes y."""
+    """1 where the ReLU after the layer passes its gradient, else 0: y = x scale + shift > 0 per
+    sample and channel (scale = gamma r, shift = beta - m scale), y formed as PyTorch's forward
+    kernel forms it (where y is within rounding of 0 the two may differ: either is a subgradient
+    of the ReLU there). A float mask: inductor's code for a bool one was 8x slower (BENCHMARKS.md)."""
     channels = xv.shape[1]
     scale = weight.view(1, channels, 1) * r
     return (xv * scale + (relu_bias.view(1, channels, 1) - m * scale)).sign().clamp_min(0)
