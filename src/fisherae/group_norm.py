@@ -161,11 +161,16 @@ def _compiled_or_eager(name: str, *args):
 
 
 @functools.cache
-def _compiled(name: str):
+def _quiet_cuda_warning() -> None:
     # A CUDA build of torch on a machine without CUDA warns on every compile that it found no
     # CUDA runtime (it compiles for the CPU): not news to a CPU run, and noise in its log.
     logging.getLogger("torch.utils.cpp_extension").addFilter(
         lambda record: "No CUDA runtime is found" not in record.getMessage())
+
+
+@functools.cache
+def _compiled(name: str):
+    _quiet_cuda_warning()
     # Inductor stores a pointwise value that reads more than realize_reads_threshold (4) inputs
     # rather than recompute it where it is used again: here the ReLU's mask and x^ (x, mean, 1/std,
     # gamma, beta), an extra pass over the map each (the relu form 12.3 vs 6.2 ms, BENCHMARKS.md).
@@ -193,12 +198,11 @@ def _masked_first_order(grad_y, x, weight, relu_bias, mean, rstd, groups: int, m
     r, m = _to_channels(rstd, per_group), _to_channels(mean, per_group)
     g = _relu_mask(xv, weight, relu_bias, m, r) * grad_y.reshape(xv.shape)
     g_sum = g.sum(-1)
-    gx_sum = ((g * xv).sum(-1) - m[..., 0] * g_sum) * r[..., 0]
+    gx_sum = _xhat_sum(g, g_sum, xv, m, r)
     grad_x = None
     if mask[0]:
         gamma = weight.view(1, channels)
-        u_mean = (gamma * g_sum).view(per_group).sum(-1) / size
-        ux_mean = (gamma * gx_sum).view(per_group).sum(-1) / size
+        u_mean, ux_mean = _group_mean(gamma * g_sum, per_group, size), _group_mean(gamma * gx_sum, per_group, size)
         xhat = (xv - m) * r
         grad_x = (r * (gamma.unsqueeze(-1) * g - _to_channels(u_mean, per_group)
                        - xhat * _to_channels(ux_mean, per_group))).view_as(x)
@@ -209,6 +213,17 @@ def _to_channels(v, per_group):
     """[n, groups] -> [n, channels, 1]: each group's value for each of its channels."""
     n, groups, width = per_group
     return v.view(n, groups, 1).expand(per_group).reshape(n, groups * width, 1)
+
+
+def _group_mean(v, per_group, size):
+    """[n, channels] -> [n, groups]: the sums per channel summed over each group, over its M values."""
+    return v.view(per_group).sum(-1) / size
+
+
+def _xhat_sum(v, v_sum, xv, m, r):
+    """The sum of v x^ per sample and channel from sum(v x) and sum(v) (``v_sum``), as PyTorch's
+    kernel does: every sum one pass over the map."""
+    return ((v * xv).sum(-1) - m[..., 0] * v_sum) * r[..., 0]
 
 
 def _double_backward(grad_y, x, weight, relu_bias, mean, rstd, groups: int, a, c, e):
@@ -233,7 +248,7 @@ def _double_backward(grad_y, x, weight, relu_bias, mean, rstd, groups: int, a, c
         return _to_channels(v, per_group)
 
     def group_mean(v):  # [n, channels] -> [n, groups]
-        return v.view(per_group).sum(-1) / size
+        return _group_mean(v, per_group, size)
 
     xv, gyv = x.reshape(n, channels, -1), grad_y.reshape(n, channels, -1)
     r, m = to_channels(rstd), to_channels(mean)
@@ -247,8 +262,8 @@ def _double_backward(grad_y, x, weight, relu_bias, mean, rstd, groups: int, a, c
     gamma = weight.view(1, channels)
     av = 0 if a is None else a.reshape(xv.shape)
 
-    def xhat_sum(v, v_sum):  # sum of v x^ per sample and channel from sum(v x) and sum(v), as PyTorch's
-        return ((v * xv).sum(-1) - m[..., 0] * v_sum) * r[..., 0]  # kernel does: every sum one pass
+    def xhat_sum(v, v_sum):
+        return _xhat_sum(v, v_sum, xv, m, r)
 
     g_sum = gyv.sum(-1)
     gx_sum = xhat_sum(gyv, g_sum)
