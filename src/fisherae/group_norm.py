@@ -30,10 +30,11 @@ layer in the inner gradient and its derivative, and a map of zeros).
 Only on the CPU, and only for feature maps of at least MIN_ELEMENTS values (elsewhere the layer
 is PyTorch's group norm, then PyTorch's ReLU): in eager ops the closed form is slower than
 PyTorch's composite (each op a memory-bound pass), so it runs compiled or not at all, and a
-compile (about 1.5 s a map shape, reused across processes through inductor's cache) repays
-itself only on large maps. Where compiling fails (no C++ compiler, say), the layer falls back to
-PyTorch's own group norm (and ReLU) and ``double_backward_mode`` says why. On a GPU the layer is
-PyTorch's own (its composite runs inside the step's CUDA graph).
+compile (about 1.5 s a graph, three a map shape, each serving every batch size; reused across
+processes through inductor's cache) repays itself only on large maps. Where compiling fails (no
+C++ compiler, say), the layer falls back to PyTorch's own group norm (and ReLU) and
+``double_backward_mode`` says why. On a GPU the layer is PyTorch's own (its composite runs inside
+the step's CUDA graph).
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ COMPILED = "compiled closed form"
 # gain; the smoke DAG's largest (CelebA, width 4, batch 32: 2^19) stays on PyTorch's layer.
 MIN_ELEMENTS = 600_000
 _RECOMPILE_LIMIT = 64  # one compiled graph per feature-map shape and dtype (a net has 7 or 9)
+# Each graph takes any batch size: its sample dimension is symbolic, the rest static (an epoch's
+# last, partial batch and the held-out batches reuse the training batch's graphs). Dynamo's
+# automatic dynamic shapes stay off: they would make a second map's sizes symbolic too, and
+# inductor's kernels for symbolic map sizes were 10x slower (BENCHMARKS.md).
 _state = {"ran": False, "failed": None}  # in this process: a compiled form has run; why compiling failed
 
 
@@ -150,7 +155,10 @@ def _compiled_or_eager(name: str, *args):
     once it has failed (later layers run PyTorch's own)."""
     if not _state["failed"]:
         try:
-            with torch._dynamo.config.patch(recompile_limit=_RECOMPILE_LIMIT):
+            for arg in args:  # the per-sample tensors (maps, means, 1/stds), not the per-channel ones
+                if isinstance(arg, torch.Tensor) and arg.dim() >= 2:
+                    torch._dynamo.maybe_mark_dynamic(arg, 0)
+            with torch._dynamo.config.patch(recompile_limit=_RECOMPILE_LIMIT, automatic_dynamic_shapes=False):
                 result = _compiled(name)(*args)
             _state["ran"] = True
             return result
@@ -174,7 +182,7 @@ def _compiled(name: str):
     # Inductor stores a pointwise value that reads more than realize_reads_threshold (4) inputs
     # rather than recompute it where it is used again: here the ReLU's mask and x^ (x, mean, 1/std,
     # gamma, beta), an extra pass over the map each (the relu form 12.3 vs 6.2 ms, BENCHMARKS.md).
-    return torch.compile(_FORMS[name], dynamic=False, options={"realize_reads_threshold": 64})
+    return torch.compile(_FORMS[name], dynamic=None, options={"realize_reads_threshold": 64})
 
 
 def _relu_mask(xv, weight, relu_bias, m, r):
