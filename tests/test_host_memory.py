@@ -13,9 +13,12 @@ glibc = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="needs glib
 
 
 @glibc
-def test_a_freed_feature_map_is_reused_without_page_faults():
+@pytest.mark.parametrize("mib", [8, 48], ids=["below_32_MiB", "above_32_MiB"])
+def test_a_freed_feature_map_is_reused_without_page_faults(mib):
+    """8 MiB: below glibc's largest mmap threshold; 48 MiB: above it (the paper-width decoder's
+    last map is 49 MiB), which only switching mmap off keeps in the heap."""
     assert keep_freed_memory() is True and keep_freed_memory() is True  # once per process, idempotent
-    n, pages = 2**21, 2**23 // 4096  # 8 MiB of float32: 2048 pages
+    n, pages = mib * 2**18, mib * 2**20 // 4096  # float32 values, 4 KiB pages
 
     def faults_of_20_allocations():
         before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
