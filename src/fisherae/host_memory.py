@@ -7,9 +7,9 @@ development VM that was about 17 000 page faults and 70 ms of system time per Fi
 (MNIST nets, width 16, batch 128), 15-20 % of the step. Raising the thresholds keeps those
 blocks in the heap for reuse (1 page fault per step after the first). The mmap threshold cannot
 exceed 32 MiB, and the paper's width has larger maps (the MNIST decoder's last, 128 x 128 x 28 x
-28 floats, 49 MiB; CelebA's from width 16): 880 000 page faults and 2.4 s of system time in a
-7.5 s Fisher AE step at width 128. So mmap is also switched off for the heap's blocks: every
-block comes from the heap (glibc still maps memory where the heap cannot grow)."""
+28 floats, 49 MiB; CelebA's from width 16): 810 000-880 000 page faults and 1.7-2.4 s of system
+time in a 7.0-7.5 s Fisher AE step at width 128 (2 threads). So mmap is also switched off:
+every block comes from the heap (glibc still maps memory where the heap cannot grow)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ TRIM_THRESHOLD = 2**30  # free heap kept before it is given back to the kernel
 
 @functools.cache
 def keep_freed_memory() -> bool:
-    """Raise glibc's mmap and trim thresholds for this process; False where there is no glibc."""
+    """Raise glibc's mmap and trim thresholds and switch mmap off for this process; False where
+    there is no glibc."""
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name)
