@@ -199,11 +199,8 @@ def _masked_first_order(grad_y, x, weight, relu_bias, mean, rstd, groups: int, m
     """(g_x, g_gamma, g_beta) of ReLU after group norm, each only where ``mask`` says: the layer's
     first-order backward of g = grad_y where the ReLU passes, in two passes over the map (sums of
     g and g x^ per sample and channel, then g_x = r (u - mean(u) - x^ mean(u x^)), u = gamma g)."""
-    n, channels = x.shape[:2]
-    per_group = (n, groups, channels // groups)
-    size = x[0].numel() // groups
-    xv = x.reshape(n, channels, -1)
-    r, m = _to_channels(rstd, per_group), _to_channels(mean, per_group)
+    channels = x.shape[1]
+    per_group, size, xv, m, r = _per_channel(x, mean, rstd, groups)
     g = _relu_mask(xv, weight, relu_bias, m, r) * grad_y.reshape(xv.shape)
     g_sum = g.sum(-1)
     gx_sum = _xhat_sum(g, g_sum, xv, m, r)
@@ -215,6 +212,15 @@ def _masked_first_order(grad_y, x, weight, relu_bias, mean, rstd, groups: int, m
         grad_x = (r * (gamma.unsqueeze(-1) * g - _to_channels(u_mean, per_group)
                        - xhat * _to_channels(ux_mean, per_group))).view_as(x)
     return grad_x, gx_sum.sum(0) if mask[1] else None, g_sum.sum(0) if mask[2] else None
+
+
+def _per_channel(x, mean, rstd, groups: int):
+    """What both compiled forms start from: the group shape (n, groups, channels per group), M (the
+    values per group), x as [n, channels, values] and each group's mean and 1/std per channel."""
+    n, channels = x.shape[:2]
+    per_group = (n, groups, channels // groups)
+    return (per_group, x[0].numel() // groups, x.reshape(n, channels, -1),
+            _to_channels(mean, per_group), _to_channels(rstd, per_group))
 
 
 def _to_channels(v, per_group):
@@ -246,11 +252,10 @@ def _double_backward(grad_y, x, weight, relu_bias, mean, rstd, groups: int, a, c
     sample and channel. With A = mean(a), AX = mean(a x^), U = mean(u), UX = mean(u x^),
     AU = mean(a u) per group: mean(D) = -r (A UX + U AX) + mean(c g_y) and
     mean(D x^) + d/dr r / M = r (AU - A U - 3 AX UX) + mean(c g_y x^)."""
-    n, channels = x.shape[:2]
+    channels = x.shape[1]
     if a is None and c is None and e is None:
         return None, None, None
-    per_group = (n, groups, channels // groups)
-    size = x[0].numel() // groups  # M, values per group
+    per_group, size, xv, m, r = _per_channel(x, mean, rstd, groups)  # size: M, values per group
 
     def to_channels(v):  # [n, groups] -> [n, channels, 1]
         return _to_channels(v, per_group)
@@ -258,8 +263,7 @@ def _double_backward(grad_y, x, weight, relu_bias, mean, rstd, groups: int, a, c
     def group_mean(v):  # [n, channels] -> [n, groups]
         return _group_mean(v, per_group, size)
 
-    xv, gyv = x.reshape(n, channels, -1), grad_y.reshape(n, channels, -1)
-    r, m = to_channels(rstd), to_channels(mean)
+    gyv = grad_y.reshape(xv.shape)
     passes = None if relu_bias is None else _relu_mask(xv, weight, relu_bias, m, r)
     if passes is not None:
         gyv = gyv * passes
