@@ -34,3 +34,20 @@ def test_bench_epoch_projects_the_config():
 def test_bench_svgd_runs(sets):
     out = _bench("bench_svgd.py", "--threads", "1", "--steps", "20", "--particles", "40", "--sets", sets)
     assert "ms/step" in out
+
+
+def test_epoch_vs_baseline_prints_each_run_and_the_change(tmp_path):
+    """Both runs of a round train (here this checkout against itself, the baseline without its
+    held-out split), and the change per image is printed for each epoch."""
+    out = _bench("epoch_vs_baseline.py", "--baseline-src", "src", "--config", "config/smoke.yaml",
+                 "--dataset", "mnist", "--model", "vae", "--epochs", "1")
+    rows = [line.split() for line in out.splitlines() if line.split()[:1] == ["1"]]
+    assert [row[1:3] for row in rows] == [["this", "1"], ["baseline", "1"]]
+    assert [int(row[4]) for row in rows] == [2000, 2100]  # the embedded train split, 100 held out or not
+    assert out.splitlines()[-1].startswith("epoch 1: ") and out.rstrip().endswith("%")
+
+
+def test_epoch_vs_baseline_refuses_a_folder_without_the_package(tmp_path):
+    result = subprocess.run([sys.executable, "benchmarks/epoch_vs_baseline.py", "--baseline-src", str(tmp_path)],
+                            cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode != 0 and "holds no fisherae package" in result.stderr
