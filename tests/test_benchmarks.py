@@ -51,3 +51,10 @@ def test_epoch_vs_baseline_refuses_a_folder_without_the_package(tmp_path):
     result = subprocess.run([sys.executable, "benchmarks/epoch_vs_baseline.py", "--baseline-src", str(tmp_path)],
                             cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode != 0 and "holds no fisherae package" in result.stderr
+
+
+def test_bench_first_step_prints_each_step_and_the_graphs():
+    out = _bench("bench_first_step.py", "--width", "2", "--batch", "8", "--steps", "2")
+    lines = out.splitlines()
+    assert [line.split(":")[0] for line in lines[1:]] == ["step 1", "step 2", "graphs compiled"]
+    assert lines[-1] == "graphs compiled: 0"  # maps this small run PyTorch's own group norm

@@ -109,6 +109,24 @@ def test_one_compiled_graph_serves_every_batch_size():
     assert counters["stats"]["unique_graphs"] == compiled
 
 
+def test_one_first_order_graph_a_map():
+    """The first-order backward compiles once a map: the inner gradient of eq. 10 (only g_x wanted,
+    inputs that require grad) and a plain backward (every gradient wanted) share its graph, so a
+    Fisher step compiles two graphs a map, the first order and the closed form."""
+    from torch._dynamo.utils import counters
+
+    shape = (3, 12, 5, 3)  # (batch, channels, size, groups): a map no other test compiles
+    before = counters["stats"]["unique_graphs"]
+    x, weight, bias = _inputs(*shape[:3])
+    y = gn.group_norm(x, shape[3], weight, bias, 1e-5, True)
+    grad_x, = torch.autograd.grad(y, x, torch.randn_like(y), create_graph=True)  # g_x alone
+    grad_x.square().sum().backward()  # the closed form
+    assert counters["stats"]["unique_graphs"] == before + 2
+    y = gn.group_norm(x, shape[3], weight, bias, 1e-5, True)
+    y.backward(torch.randn_like(y))  # g_x, g_gamma and g_beta
+    assert counters["stats"]["unique_graphs"] == before + 2
+
+
 def test_a_drop_in_for_nn_group_norm():
     torch.manual_seed(0)
     native = nn.GroupNorm(2, 8)

@@ -30,8 +30,9 @@ layer in the inner gradient and its derivative, and a map of zeros).
 Only on the CPU, and only for feature maps of at least MIN_ELEMENTS values (elsewhere the layer
 is PyTorch's group norm, then PyTorch's ReLU): in eager ops the closed form is slower than
 PyTorch's composite (each op a memory-bound pass), so it runs compiled or not at all, and a
-compile (about 1.5 s a graph, three a map shape, each serving every batch size; reused across
-processes through inductor's cache) repays itself only on large maps. Where compiling fails (no
+compile (about 1.5 s a graph, two a map shape: the first order, whatever gradients a pass wants,
+and the closed form; each serving every batch size; reused across processes through inductor's
+cache) repays itself only on large maps. Where compiling fails (no
 C++ compiler, say), the layer falls back to PyTorch's own group norm (and ReLU) and
 ``double_backward_mode`` says why. On a GPU the layer is PyTorch's own (its composite runs inside
 the step's CUDA graph).
@@ -118,8 +119,11 @@ class _GroupNorm(torch.autograd.Function):
 def _first_order(grad_y, x, weight, relu_bias, mean, rstd, groups, mask):
     """(g_x, g_gamma, g_beta), each only where ``mask`` says: by PyTorch's fused kernel, or with
     ``relu_bias`` (a ReLU after the layer) by ``_masked_first_order``, compiled."""
-    if relu_bias is not None:
-        return _compiled_or_eager("first order", grad_y, x, weight, relu_bias, mean, rstd, groups, mask)
+    if relu_bias is not None:  # g_gamma and g_beta whatever is wanted (sums of the per-channel sums the
+        # pass makes anyway), so that one compiled graph serves every pass
+        grads = _compiled_or_eager("first order", grad_y, x, weight, relu_bias, mean, rstd, groups,
+                                   (mask[0], True, True))
+        return tuple(grad if want else None for grad, want in zip(grads, mask))
     n, c = x.shape[:2]
     return torch.ops.aten.native_group_norm_backward(grad_y, x, mean, rstd, weight, n, c, x[0, 0].numel(), groups,
                                                      list(mask))
@@ -152,7 +156,11 @@ class _GroupNormBackward(torch.autograd.Function):
 
 def _compiled_or_eager(name: str, *args):
     """``_FORMS[name](*args)``, compiled while compiling works; eager for the graphs already built
-    once it has failed (later layers run PyTorch's own)."""
+    once it has failed (later layers run PyTorch's own). Where nothing is recorded (a Function's
+    forward, a first-order backward) the tensors go in detached: whether an input requires grad
+    (the inner gradients' do) is one of dynamo's guards, and would compile the same graph twice."""
+    if not torch.is_grad_enabled():
+        args = tuple(arg.detach() if isinstance(arg, torch.Tensor) else arg for arg in args)
     if not _state["failed"]:
         try:
             for arg in args:  # the per-sample tensors (maps, means, 1/stds), not the per-channel ones
