@@ -4,15 +4,16 @@
     python benchmarks/epoch_vs_baseline.py --baseline-src .baseline/src --epochs 2 --rounds 2
 
 Each round runs ``python -m fisherae train`` (``--model`` on ``--dataset``, seed 0) once with this
-checkout's ``src`` and once with ``--baseline-src`` on ``PYTHONPATH``, one after the other, the
-process pinned to CPU ``--core`` with ``training.threads`` 1, on a copy of ``--config`` with
-``training.epochs`` = ``--epochs``, no snapshots (and, with ``--root``, the data set's root, downloads off). The
-baseline's copy drops the keys listed by ``--baseline-drop`` (default: the held-out split, which
-78c0ce3 predates; so it trains on every image). Printed per run and epoch: the seconds training
-logs in metrics.csv (the loop over the batches; the first epoch includes one-time warm-up such as
-compiling), the images it trained on, and milliseconds per image; then the change per image of
-each epoch, this code against the baseline, from the medians over the rounds. Nothing here is
-timed by a test; the figures in BENCHMARKS.md name the machine they came from."""
+checkout's ``src`` and once with ``--baseline-src`` on ``PYTHONPATH``, one after the other (this
+code first in odd rounds, the baseline first in even ones), the process pinned to CPU ``--core``
+with ``training.threads`` 1, on a copy of ``--config`` with ``training.epochs`` = ``--epochs``, no
+snapshots (and, with ``--root``, the data set's root, downloads off). The baseline's copy drops
+the keys listed by ``--baseline-drop`` (default: the held-out split, which 78c0ce3 predates; so it
+trains on every image). Printed per run and epoch: the seconds training logs in metrics.csv (the
+loop over the batches; the first epoch includes one-time warm-up such as compiling), the images
+it trained on, and milliseconds per image; then the change per image of each epoch, this code
+against the baseline, from the medians over the rounds. Nothing here is timed by a test; the
+figures in BENCHMARKS.md name the machine they came from."""
 
 from __future__ import annotations
 
@@ -100,7 +101,8 @@ def main() -> None:
     print(f"{'round':>5} {'code':<9} {'epoch':>5} {'seconds':>9} {'images':>7} {'ms/image':>9}")
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(1, args.rounds + 1):
-            for label, config in configs.items():
+            for label in list(configs)[::1 if round_ % 2 else -1]:  # this code first in odd rounds
+                config = configs[label]
                 images = trained_images(config, args.dataset)
                 for epoch, seconds in enumerate(train(f"{label}{round_}", sources[label], config, args, Path(tmp))):
                     per_image[label][epoch].append(1e3 * seconds / images)
