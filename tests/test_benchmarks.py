@@ -36,7 +36,7 @@ def test_bench_svgd_runs(sets):
     assert "ms/step" in out
 
 
-def test_epoch_vs_baseline_prints_each_run_and_the_change(tmp_path):
+def test_epoch_vs_baseline_prints_each_run_and_the_change():
     """Both runs of a round train (here this checkout against itself, the baseline without its
     held-out split), and the change per image is printed for each epoch."""
     out = _bench("epoch_vs_baseline.py", "--baseline-src", "src", "--config", "config/smoke.yaml",

@@ -119,10 +119,8 @@ class _GroupNorm(torch.autograd.Function):
 def _first_order(grad_y, x, weight, relu_bias, mean, rstd, groups, mask):
     """(g_x, g_gamma, g_beta), each only where ``mask`` says: by PyTorch's fused kernel, or with
     ``relu_bias`` (a ReLU after the layer) by ``_masked_first_order``, compiled."""
-    if relu_bias is not None:  # g_gamma and g_beta whatever is wanted (sums of the per-channel sums the
-        # pass makes anyway), so that one compiled graph serves every pass
-        grads = _compiled_or_eager("first order", grad_y, x, weight, relu_bias, mean, rstd, groups,
-                                   (mask[0], True, True))
+    if relu_bias is not None:  # g_gamma and g_beta whatever is wanted: one compiled graph serves every pass
+        grads = _compiled_or_eager("first order", grad_y, x, weight, relu_bias, mean, rstd, groups, mask[0])
         return tuple(grad if want else None for grad, want in zip(grads, mask))
     n, c = x.shape[:2]
     return torch.ops.aten.native_group_norm_backward(grad_y, x, mean, rstd, weight, n, c, x[0, 0].numel(), groups,
@@ -203,23 +201,24 @@ def _relu_mask(xv, weight, relu_bias, m, r):
     return (xv * scale + (relu_bias.view(1, channels, 1) - m * scale)).sign().clamp_min(0)
 
 
-def _masked_first_order(grad_y, x, weight, relu_bias, mean, rstd, groups: int, mask):
-    """(g_x, g_gamma, g_beta) of ReLU after group norm, each only where ``mask`` says: the layer's
-    first-order backward of g = grad_y where the ReLU passes, in two passes over the map (sums of
-    g and g x^ per sample and channel, then g_x = r (u - mean(u) - x^ mean(u x^)), u = gamma g)."""
+def _masked_first_order(grad_y, x, weight, relu_bias, mean, rstd, groups: int, want_x: bool):
+    """(g_x, g_gamma, g_beta) of ReLU after group norm, g_x only if ``want_x`` (g_gamma and g_beta
+    are sums of the per-channel sums the pass makes anyway): the layer's first-order backward of
+    g = grad_y where the ReLU passes, in two passes over the map (sums of g and g x^ per sample and
+    channel, then g_x = r (u - mean(u) - x^ mean(u x^)), u = gamma g)."""
     channels = x.shape[1]
     per_group, size, xv, m, r = _per_channel(x, mean, rstd, groups)
     g = _relu_mask(xv, weight, relu_bias, m, r) * grad_y.reshape(xv.shape)
     g_sum = g.sum(-1)
     gx_sum = _xhat_sum(g, g_sum, xv, m, r)
     grad_x = None
-    if mask[0]:
+    if want_x:
         gamma = weight.view(1, channels)
         u_mean, ux_mean = _group_mean(gamma * g_sum, per_group, size), _group_mean(gamma * gx_sum, per_group, size)
         xhat = (xv - m) * r
         grad_x = (r * (gamma.unsqueeze(-1) * g - _to_channels(u_mean, per_group)
                        - xhat * _to_channels(ux_mean, per_group))).view_as(x)
-    return grad_x, gx_sum.sum(0) if mask[1] else None, g_sum.sum(0) if mask[2] else None
+    return grad_x, gx_sum.sum(0), g_sum.sum(0)
 
 
 def _per_channel(x, mean, rstd, groups: int):
