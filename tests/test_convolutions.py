@@ -33,7 +33,8 @@ LAYERS = {  # the geometries of the paper's nets (stride-2 convs, 'same' conv, t
     # stride 1 with one channel on one side: the weight gradient by unfolding (_one_channel_weight_gradient)
     "conv k3 d2 to one channel": lambda: Conv2d(3, 1, 3, dilation=(2, 1), padding=(1, 0)),
     "transposed k3 d2 from one channel": lambda: ConvTranspose2d(1, 3, 3, padding=(1, 0), dilation=(2, 1)),
-    # strided transposed to fewer than 16 channels: one plain convolution per output phase
+    # strided transposed to fewer than 16 channels, or to fewer than 64 where the stride divides the
+    # kernel (above: k4 s2 to 16): one plain convolution per output phase
     "transposed k5 s2 p2 op1 to 3 channels": lambda: ConvTranspose2d(4, 3, 5, stride=2, padding=2, output_padding=1),
     "transposed k4 s2 p1 to 3 channels": lambda: ConvTranspose2d(4, 3, 4, stride=2, padding=1),
     "transposed k4 s(3, 2) p0 op(2, 1) to 1 channel": lambda: ConvTranspose2d(2, 1, 4, stride=(3, 2), output_padding=(2, 1)),
@@ -41,7 +42,7 @@ LAYERS = {  # the geometries of the paper's nets (stride-2 convs, 'same' conv, t
 FORMS = {"conv k5 same to one channel": "depthwise", "conv k3 s2 d2 to one channel": "depthwise",
          "transposed k5 s1 p2 from one channel": "flipped", "transposed k3 s1 d2": "flipped",
          "conv k3 d2 to one channel": "depthwise", "transposed k3 d2 from one channel": "flipped",
-         "transposed k5 s2 p2 op1 to 3 channels": "phases", "transposed k4 s2 p1 to 3 channels": "phases",
+         "transposed k4 s2 p1": "phases", "transposed k5 s2 p2 op1 to 3 channels": "phases", "transposed k4 s2 p1 to 3 channels": "phases",
          "transposed k4 s(3, 2) p0 op(2, 1) to 1 channel": "phases"}
 NATIVE = {Conv2d: nn.Conv2d, ConvTranspose2d: nn.ConvTranspose2d}
 
@@ -148,6 +149,16 @@ def test_the_phases_form_is_the_transposed_convolution():
         assert geometry.cpu_form(x.shape[1], weight.shape)[0] == "phases"
         torch.testing.assert_close(geometry.run(x, weight, bias), expected, rtol=1e-12, atol=1e-12)
         checked += 1
+
+
+@pytest.mark.parametrize("kernel, stride, channels, form", [
+    (4, 2, 15, "phases"), (4, 2, 63, "phases"), (4, 2, 64, "as is"), ((4, 6), (2, 3), 32, "phases"),
+    (5, 2, 15, "phases"), (5, 2, 16, "as is"), (4, 3, 16, "as is"), ((4, 5), 2, 32, "as is")])
+def test_which_strided_transposed_convolutions_run_by_phases(kernel, stride, channels, form):
+    """By phases: to fewer than 16 channels, or to fewer than 64 where the stride divides the kernel
+    (no phase has a zero tap)."""
+    layer = ConvTranspose2d(8, channels, kernel, stride=stride)
+    assert _geometry(layer).cpu_form(8, layer.weight.shape)[0] == form
 
 
 def test_other_devices_run_the_layer_as_is(monkeypatch):
