@@ -83,7 +83,8 @@ class Geometry:
         return "as is", self
 
     def by_phases(self, out_channels: int, kernel: _Pair) -> bool:
-        """Whether the CPU runs this strided transposed convolution by phases (``cpu_form``)."""
+        """Whether the CPU runs this transposed convolution by phases (``cpu_form``): to fewer than
+        16 channels, or to fewer than 64 where the stride (not 1) divides the kernel."""
         whole = all(k % s == 0 for k, s in zip(kernel, self.stride))
         return out_channels < 16 or (whole and out_channels < 64 and self.stride != (1, 1))
 
