@@ -42,8 +42,8 @@ LAYERS = {  # the geometries of the paper's nets (stride-2 convs, 'same' conv, t
 FORMS = {"conv k5 same to one channel": "depthwise", "conv k3 s2 d2 to one channel": "depthwise",
          "transposed k5 s1 p2 from one channel": "flipped", "transposed k3 s1 d2": "flipped",
          "conv k3 d2 to one channel": "depthwise", "transposed k3 d2 from one channel": "flipped",
-         "transposed k4 s2 p1": "phases", "transposed k5 s2 p2 op1 to 3 channels": "phases", "transposed k4 s2 p1 to 3 channels": "phases",
-         "transposed k4 s(3, 2) p0 op(2, 1) to 1 channel": "phases"}
+         "transposed k4 s2 p1": "phases", "transposed k5 s2 p2 op1 to 3 channels": "phases",
+         "transposed k4 s2 p1 to 3 channels": "phases", "transposed k4 s(3, 2) p0 op(2, 1) to 1 channel": "phases"}
 NATIVE = {Conv2d: nn.Conv2d, ConvTranspose2d: nn.ConvTranspose2d}
 
 
