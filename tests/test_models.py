@@ -71,3 +71,24 @@ def test_state_dict_keys_are_those_of_models_written_before():
     decoder = [f"decoder.{part}.{p}" for part in ("fc.0", "fc.2", "body.0", "body.1", "body.3", "body.4", "body.6")
                for p in ("weight", "bias")]
     assert keys == [*encoder, "encoder.head.weight", "encoder.head.bias", *decoder, "prior.eta"], keys
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "celeba"])
+def test_encoder_convolutions_pad_as_tensorflow_same(dataset):
+    """Each stride-2 convolution sees the input zero-padded as TensorFlow's 'SAME' does (total
+    (ceil(n/2) - 1) 2 + k - n, the extra one after), whether its own padding holds a symmetric
+    pad (no padded copy) or an nn.ZeroPad2d before it an asymmetric one."""
+    arch = ARCHITECTURES[dataset]
+    features = ConvEncoder(arch, 8, width=2).double().features
+    h = torch.randn(2, arch.channels, arch.size, arch.size, dtype=torch.float64)
+    convs = [i for i, module in enumerate(features) if isinstance(module, nn.Conv2d)]
+    assert len(convs) == 4
+    for i in convs:
+        conv = features[i]
+        total = max((-(-h.shape[-1] // 2) - 1) * 2 + conv.kernel_size[0] - h.shape[-1], 0)
+        padded = nn.functional.pad(h, (total // 2, total - total // 2) * 2)
+        expected = nn.functional.conv2d(padded, conv.weight, conv.bias, stride=2)
+        out = conv(features[i - 1](h))
+        torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+        assert out.shape[-1] == -(-h.shape[-1] // 2)
+        h = features[i + 1:i + 3](out)

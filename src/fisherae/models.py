@@ -17,6 +17,7 @@ from torch import nn
 from fisherae.convolutions import Conv2d, ConvTranspose2d
 from fisherae.group_norm import GroupNorm
 from fisherae.image_shapes import IMAGE_SHAPES
+from fisherae.linear import Linear
 from fisherae.priors import build_prior
 
 METHODS = ("fisher_ae", "vae", "wae_gan")
@@ -60,14 +61,21 @@ def _norm_relu(channels: int) -> list[nn.Module]:
     return [GroupNorm(groups, channels, relu=True), nn.Identity()]
 
 
-def _same_padding(size: int, kernel: int, stride: int = 2) -> nn.ZeroPad2d:
-    """TensorFlow's 'SAME' padding (used by the WAE code): output size ceil(size/stride)."""
+def _same_padding(size: int, kernel: int, stride: int = 2) -> tuple[int, int]:
+    """TensorFlow's 'SAME' padding (used by the WAE code), before and after: output size ceil(size/stride)."""
     total = max(kernel - (stride if size % stride == 0 else size % stride), 0)
-    return nn.ZeroPad2d((total // 2, total - total // 2, total // 2, total - total // 2))
+    return total // 2, total - total // 2
 
 
 def _conv_block(c_in: int, c_out: int, kernel: int, size: int) -> list[nn.Module]:
-    return [_same_padding(size, kernel), Conv2d(c_in, c_out, kernel, stride=2), *_norm_relu(c_out)]
+    """A stride-2 'SAME' convolution, then group norm and ReLU. A symmetric padding is the
+    convolution's own (no padded copy of the map, nor its slices in the derivatives: about 1 % of
+    a Fisher step, BENCHMARKS.md), with nn.Identity in the place of the nn.ZeroPad2d an asymmetric
+    one needs, so the state dict's keys are the same either way."""
+    before, after = _same_padding(size, kernel)
+    if before == after:
+        return [nn.Identity(), Conv2d(c_in, c_out, kernel, stride=2, padding=before), *_norm_relu(c_out)]
+    return [nn.ZeroPad2d((before, after, before, after)), Conv2d(c_in, c_out, kernel, stride=2), *_norm_relu(c_out)]
 
 
 def _deconv_block(c_in: int, c_out: int, kernel: int) -> list[nn.Module]:
@@ -92,7 +100,7 @@ class ConvEncoder(nn.Module):
         self.features = nn.Sequential(*layers, nn.Flatten())
         with torch.no_grad():
             n_features = self.features(torch.zeros(1, arch.channels, arch.size, arch.size)).shape[1]
-        self.head = nn.Linear(n_features, 2 * latent_dim)
+        self.head = Linear(n_features, 2 * latent_dim)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.head(self.features(x)).chunk(2, dim=1)
@@ -109,7 +117,7 @@ class ConvDecoder(nn.Module):
         n_up = int(math.log2(arch.size // arch.decoder_start))
         chans = [width * 8 // 2**i for i in range(n_up + 1)]
         self.start = (chans[0], arch.decoder_start, arch.decoder_start)
-        self.fc = nn.Sequential(nn.Linear(latent_dim, math.prod(self.start)), nn.Unflatten(1, self.start),
+        self.fc = nn.Sequential(Linear(latent_dim, math.prod(self.start)), nn.Unflatten(1, self.start),
                                 *_norm_relu(chans[0]))
         layers = [m for c_in, c_out in zip(chans, chans[1:]) for m in _deconv_block(c_in, c_out, arch.kernel)]
         self.body = nn.Sequential(*layers, Conv2d(chans[-1], arch.channels, arch.kernel | 1, padding="same"),
@@ -125,10 +133,10 @@ class LatentAdversary(nn.Module):
     def __init__(self, latent_dim: int, hidden: int = 512):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(latent_dim, hidden), nn.ReLU(),
-            nn.Linear(hidden, hidden), nn.ReLU(),
-            nn.Linear(hidden, hidden), nn.ReLU(),
-            nn.Linear(hidden, 1),
+            Linear(latent_dim, hidden), nn.ReLU(),
+            Linear(hidden, hidden), nn.ReLU(),
+            Linear(hidden, hidden), nn.ReLU(),
+            Linear(hidden, 1),
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
