@@ -58,3 +58,13 @@ def test_bench_first_step_prints_each_step_and_the_graphs():
     lines = out.splitlines()
     assert [line.split(":")[0] for line in lines[1:]] == ["step 1", "step 2", "graphs compiled"]
     assert lines[-1] == "graphs compiled: 0"  # maps this small run PyTorch's own group norm
+
+
+def test_bench_products_times_each_product_both_ways():
+    out = _bench("bench_products.py", "--threads", "1", "--nets", "mnist", "--widths", "2", "--batch", "8",
+                 "--repeats", "1")
+    rows = [line for line in out.splitlines() if line.startswith("mnist")]
+    assert len(rows) == 6  # two layers, three products each
+    decoder_weight_gradient = next(row for row in rows if "decoder fc" in row and "weight gradient" in row)
+    assert "[8, 8] x [8, 784]" in decoder_weight_gradient  # x^T g: latent 8, batch 8, 16 x 7 x 7 values
+    assert all(row.split()[-1] in ("is", "transposed", "!") for row in rows)

@@ -172,6 +172,25 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, monkeypatch, capsys, 
     assert without_seconds(read_metrics(outdir)) == reference_rows  # the held-out losses too, bit for bit
 
 
+def test_adam_runs_fused_on_the_cpu_and_capturable_on_a_gpu_whichever_wrote_the_checkpoint():
+    """On the CPU Adam is its fused kernel; a state written there loads on a GPU as capturable and
+    not fused, and one written on a GPU loads on the CPU as fused (no GPU needed: settings only)."""
+    model = AutoEncoder(ModelSpec("wae_gan", "mnist", "gaussian", width=2))
+    settings = make_config()["training"]
+    cpu = training._optimisers(model, settings, capturable=False)
+    gpu = training._optimisers(model, settings, capturable=True)
+    assert set(cpu) == {"autoencoder", "adversary"}
+    for name in cpu:
+        groups = cpu[name].param_groups
+        assert all(g["fused"] and not g["capturable"] for g in groups)
+        assert all(not g["fused"] and g["capturable"] for g in gpu[name].param_groups)
+        written_on_cpu, written_on_gpu = cpu[name].state_dict(), gpu[name].state_dict()
+        training._load_optimiser(gpu[name], written_on_cpu, capturable=True)
+        training._load_optimiser(cpu[name], written_on_gpu, capturable=False)
+        assert all(not g["fused"] and g["capturable"] for g in gpu[name].param_groups)
+        assert all(g["fused"] and not g["capturable"] for g in cpu[name].param_groups)
+
+
 def test_a_signal_while_an_epoch_is_saved_waits_until_its_files_are_written(tmp_path, monkeypatch):
     real_save = training.atomic_torch_save
 
