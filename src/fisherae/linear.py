@@ -1,13 +1,15 @@
 """Linear layers whose matrix products run in the orientation the CPU's BLAS runs fast.
 
-A product whose result is narrow, [M, N] with few columns and more rows than columns, ran 3.5 to 5
+A product whose result is narrow, [M, N] with few columns and more rows than columns, ran 3 to 5
 times slower in MKL's sgemm (torch's CPU matmul) on this project's AMD box than the same product
-transposed, (B^T A^T)^T: the MNIST decoder's first layer (latent 8 to 6 272 values at width 16)
-has two such products in its backward, its input gradient [128, 8] and its weight gradient
-[6 272, 8], each twice in a Fisher step (BENCHMARKS.md). Here every product of a linear layer, its
-forward and its gradients of every order (an autograd Function whose backward is the same
-Function), is computed the faster way on the CPU, and as it is elsewhere: the same sums (the BLAS may
-round them differently).
+transposed, (B^T A^T)^T. nn.Linear's backward has two such products in the MNIST decoder's first
+layer (latent 8 to 6 272 values at width 16), each twice in a Fisher step: its input gradient,
+[128, 6 272] x [6 272, 8] (0.62 against 0.18 ms), and its weight gradient, [6 272, 128] x [128, 8]
+(0.65 ms). Here a linear layer is the product x W^T of an autograd Function whose backward is the
+same Function: the gradient of W^T is x^T g, [8, 128] x [128, 6 272] (0.19 ms), and every product of
+every order with a narrow result is computed transposed on the CPU (elsewhere, as it is)
+(``python benchmarks/bench_products.py`` prints each product of the nets' linear layers both ways;
+BENCHMARKS.md). The same sums; the BLAS may round them differently.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from torch import nn
 
 from fisherae.pruned_backward import entered, runs_plainly, wanted
 
-NARROW = 32  # a CPU product [M, N] with N < NARROW and M > N is computed as (B^T A^T)^T
+NARROW = 16  # a CPU product [M, N] with N < NARROW and M > N is computed as (B^T A^T)^T (bench_products.py)
 
 
 def product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
