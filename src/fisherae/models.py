@@ -73,9 +73,9 @@ def _conv_block(c_in: int, c_out: int, kernel: int, size: int) -> list[nn.Module
     a Fisher step, BENCHMARKS.md), with nn.Identity in the place of the nn.ZeroPad2d an asymmetric
     one needs, so the state dict's keys are the same either way."""
     before, after = _same_padding(size, kernel)
-    if before == after:
-        return [nn.Identity(), Conv2d(c_in, c_out, kernel, stride=2, padding=before), *_norm_relu(c_out)]
-    return [nn.ZeroPad2d((before, after, before, after)), Conv2d(c_in, c_out, kernel, stride=2), *_norm_relu(c_out)]
+    symmetric = before == after
+    pad = nn.Identity() if symmetric else nn.ZeroPad2d((before, after, before, after))
+    return [pad, Conv2d(c_in, c_out, kernel, stride=2, padding=before if symmetric else 0), *_norm_relu(c_out)]
 
 
 def _deconv_block(c_in: int, c_out: int, kernel: int) -> list[nn.Module]:
