@@ -32,6 +32,7 @@ import torch
 
 from fisherae.batches import TensorBatches
 from fisherae.config import load_config
+from fisherae.devices import float32_products, use_configured_compute
 from fisherae.host_memory import keep_freed_memory
 from fisherae.data import EMBEDDED_FACES_TRAIN, EMBEDDED_MNIST_TRAIN_PER_CLASS, MNIST_FILES, image_shape
 from fisherae import training
@@ -115,12 +116,15 @@ def main() -> None:
     args = parser.parse_args()
     keep_freed_memory()  # as training does
     config = load_config(args.config)
-    torch.set_num_threads(args.threads or config["training"]["threads"])
+    use_configured_compute(config, config["training"]["tf32"])  # as training does
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     seeds, epochs = len(config["seeds"]), config["training"]["epochs"]
     print(f"device={device} ({name}) torch={torch.__version__} threads={torch.get_num_threads()} config={args.config} "
-          f"({seeds} seeds x {epochs} epochs), {args.batches} batches per timed epoch")
+          f"({seeds} seeds x {epochs} epochs), {args.batches} batches per timed epoch"
+          + (f", float32 products: {float32_products()}" if device.type == "cuda" else ""))
     print(f"{'data':>7} {'model':<32} {'loop ms/batch':>13} {'bare ms':>8} {'overhead':>8} {'save s':>7} "
           f"{'peak MiB':>8} {'epoch s':>8} {'run h':>7}  step")
     total = 0.0

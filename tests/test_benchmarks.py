@@ -18,10 +18,24 @@ def _bench(script: str, *args: str) -> str:
 
 def test_bench_step_prints_a_row_per_step_and_the_baseline():
     out = _bench("bench_step.py", "--device", "cpu", "--threads", "1", "--nets", "mnist", "--widths", "2",
-                 "--repeats", "1", "--warmup", "1", "--methods", "vae", "fisher_ae", "--batch", "8")
-    rows = [line.split() for line in out.splitlines() if line.strip().startswith("mnist")]
-    assert [row[2:4] for row in rows] == [["vae", "eager"]] + [["fisher_ae", "eager"]] * 3
-    assert [row[4:6] for row in rows[2:]] == [["native", "conv+norm"], ["native", "norm"]]
+                 "--repeats", "1", "--warmup", "1", "--methods", "vae", "fisher_ae", "--batch", "8", "--tf32", "on", "off")
+    lines = [line for line in out.splitlines() if line.strip().startswith("mnist")]
+    assert "(one pass of the encoder and decoder: 0.0 GFLOP" in lines[0]  # width 2, batch 8
+    rows = [line.split() for line in lines[1:]]
+    labels = [" ".join(row[2:-2]) for row in rows]
+    assert labels == ["vae eager", "fisher_ae eager", "vae eager ieee", "fisher_ae eager ieee",
+                      "fisher_ae eager native conv+norm", "fisher_ae eager native norm"]
+    assert rows[0][-1] == rows[2][-1] == "1.00"  # each arithmetic's rows against its own VAE step
+
+
+def test_bench_tf32_compares_each_gradient_with_float64():
+    out = _bench("bench_tf32.py", "--widths", "2", "--batch", "8", "--train-steps", "1", "--threads", "1")
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[2:]}
+    assert sorted(rows) == ["fisher_ae", "vae"]
+    for row in rows.values():
+        float32, tf32 = float(row[3]), float(row[4])
+        assert 0 < float32 < 1e-5 < tf32 < 0.1  # float32's rounding, TF32's 10-bit mantissa
+    assert rows["fisher_ae"][7::3] == ["posterior", "reconstruction", "stability"]
 
 
 def test_bench_epoch_projects_the_config():

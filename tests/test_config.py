@@ -19,7 +19,7 @@ import yaml
 
 from fisherae.config import (ConfigError, coerce_config, config_named_in, freeze_config, load_config, schema,
                              validate_config)
-from fisherae.config_keys import INERT, READS, TRAINED, ConfigView, UndeclaredConfigKey, rerun_settings
+from fisherae.config_keys import ADDED, INERT, READS, TRAINED, ConfigView, UndeclaredConfigKey, rerun_settings
 
 REPO = Path(__file__).resolve().parents[1]
 MINIMAL = "seeds: [0]\ndatasets: {mnist: {source: embedded}}\nmodels: {vae: {method: vae}}\n"
@@ -213,6 +213,17 @@ def test_rerun_settings_hold_the_declared_values_without_the_inert_ones():
     latent = json.loads(rerun_settings("latent", config, {"dataset": "mnist", "model": "vae", "seed": "0"}))
     assert latent["evaluation.noise_sweep.noise_seed"] == 1234  # the default, read by latent (and recorded)
     assert latent["evaluation.noise_sweep.batch_size"] == 250
+
+
+def test_a_key_added_since_jobs_ran_reruns_none_of_them_at_the_value_they_had():
+    """A job's params leave out a key of ADDED while it holds the value older jobs were made with
+    (so the key's arrival reruns nothing), and hold it at any other value."""
+    config = _smoke()
+    wildcards = {"dataset": "mnist", "model": "vae", "seed": "0"}
+    assert config["training"]["tf32"] is ADDED["training.tf32"] is True
+    assert "training.tf32" not in json.loads(rerun_settings("train", config, wildcards))
+    config["training"]["tf32"] = False
+    assert json.loads(rerun_settings("train", config, wildcards))["training.tf32"] is False
 
 
 def test_a_dag_config_is_written_once_under_its_hash(tmp_path):

@@ -605,3 +605,32 @@ def test_the_wae_cost_scale_is_a_training_setting_that_older_files_lack(tmp_path
     config["training"]["wae_gan"]["cost_scale"] = 0.05
     assert training.trained_differences(config, meta, "mnist", "wae_gan") == [
         "training.wae_gan.cost_scale (1.0 -> 0.05)"]
+
+
+@pytest.fixture
+def float32_flags():
+    """Restores torch's TF32 flags, which ``train`` and the commands set for their process."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def test_tf32_is_a_training_setting_that_train_applies_and_older_files_lack(tmp_path, float32_flags):
+    """``train`` sets a GPU's float32 products as training.tf32 says (its default: TF32); the
+    setting is part of the model's training settings, and files written before it existed count
+    as TF32 (PyTorch's default for convolutions then)."""
+    from fisherae.devices import float32_products
+    config = make_config()
+    assert config["training"]["tf32"] is True
+    path = train(make_config(tf32=False), "mnist", "vae", 0, tmp_path / "ieee", "cpu", progress=False)
+    assert float32_products() == "IEEE float32"
+    meta = load_model_payload(path)["metadata"]
+    assert meta["training_config"]["training"]["tf32"] is False
+    assert training.trained_differences(config, meta, "mnist", "vae") == ["training.tf32 (False -> True)"]
+    with pytest.raises(ConfigError, match=r"changed: training\.tf32 \(False -> True\)"):
+        train(make_config(epochs=2), "mnist", "vae", 0, tmp_path / "ieee", "cpu", progress=False)
+    path = train(config, "mnist", "vae", 0, tmp_path / "tf32", "cpu", progress=False)
+    assert float32_products() == "TF32"
+    meta = load_model_payload(path)["metadata"]
+    del meta["training_config"]["training"]["tf32"]
+    assert training.trained_differences(config, meta, "mnist", "vae") == []

@@ -21,7 +21,7 @@ from fisherae.paper import TABLE1
 
 # Keys that cannot change any output, and why: where things live, and how fast they run.
 INERT = {
-    "device": "which device runs a job, not what it computes",
+    "device": "which device runs a job, not what it computes (training.tf32 says how a GPU trains)",
     "jobs_per_gpu": "how many jobs share a GPU, not what any of them computes",
     "training.threads": "CPU threads per job: speed only",
     "training.num_workers": "no longer used; accepted so that older configs validate",
@@ -31,6 +31,11 @@ INERT = {
     "evaluation.fid.inception_weights": "where the Inception weights live; the file name pins which weights",
 }
 _INERT_PATHS = [tuple(key.split(".")) for key in INERT]
+# Keys added after outputs were made without them, with the value those outputs were made with: a
+# job's rerun params leave such a key out while it holds that value, so that its arrival reruns
+# nothing (a model file without it counts as trained with it: fisherae.training). Keys added before
+# this list (validation_size, the WAE-GAN cost_scale) are in existing jobs' params already.
+ADDED = {"training.tf32": True}
 # The keys in which the parts of one reproduction (REPRODUCTION.md) may differ: which runs each
 # made (its seeds, a model's own seeds, its models), and where it wrote them.
 PART_KEYS = ("seeds", "models.*.seeds", "run_models", "results")
@@ -44,7 +49,7 @@ TRAINED = (*_DATA, "datasets.{dataset}.validation_size", "datasets.{dataset}.lat
            "models.{model}.method", "models.{model}.prior", "models.{model}.fisher_variant",
            "models.{model}.poly_order", "models.{model}.poly_normalisable",
            "training.batch_size", "training.lr", "training.betas", "training.n_samples", "training.decoder_var",
-           "training.poly_order", "training.poly_normalisable", "training.wae_gan")
+           "training.poly_order", "training.poly_normalisable", "training.wae_gan", "training.tf32")
 _MODEL_FILE = (*TRAINED, "training.epochs")
 # The t-SNE settings; not evaluation.latent.full_test_set_seeds, which only the Snakefile reads: it says
 # whether the DAG also runs `latent --all-test-points`, not what any job computes.
@@ -168,4 +173,4 @@ def rerun_settings(command: str, config: Mapping, wildcards: Mapping[str, str]) 
     values = {}
     for key in READS[command].determines:
         values.update(resolve(config, key, names))
-    return json.dumps(values, sort_keys=True)
+    return json.dumps({k: v for k, v in values.items() if k not in ADDED or v != ADDED[k]}, sort_keys=True)

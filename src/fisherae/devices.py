@@ -5,7 +5,8 @@ CUDA_VISIBLE_DEVICES), so two jobs on a two-GPU machine would both pick cuda:0. 
 makes each job take a free slot on a GPU instead: ``jobs_per_gpu`` ``flock``-ed files per physical
 GPU in a lock directory (the config's ``jobs_per_gpu``: how many jobs may share one GPU), taken
 so that jobs spread over the GPUs before any GPU gets a second one; the kernel drops a lock when
-its process exits, even on SIGKILL.
+its process exits, even on SIGKILL. ``use_configured_compute`` sets what every computing job
+sets for its process: torch's CPU threads, and whether a GPU's float32 products run in TF32.
 """
 
 from __future__ import annotations
@@ -172,6 +173,29 @@ def _lock_free_slot(gpus: list[str], jobs_per_gpu: int, directory: Path, timeout
         time.sleep(min(poll, max(timeout - waited, 0.0)))
 
 
-def use_configured_threads(config: dict) -> None:
-    """Run torch's CPU work on the config's ``training.threads`` threads (every job that computes calls this)."""
+def use_configured_compute(config: dict, tf32: bool = False) -> None:
+    """Run torch's CPU work on the config's ``training.threads`` threads, and a GPU's float32
+    products in TF32 if ``tf32`` (every job that computes calls this: ``train`` with
+    ``training.tf32``, the evaluations with IEEE float32)."""
     torch.set_num_threads(config["training"]["threads"])
+    use_tf32(tf32)
+
+
+def use_tf32(enabled: bool) -> None:
+    """Let float32 convolutions (cuDNN) and matrix products (cuBLAS) on a GPU of the Ampere
+    generation or newer round their operands to TF32 (a 10-bit mantissa) and sum in float32, or
+    (False) compute in IEEE float32. PyTorch's own default is TF32 for convolutions and IEEE for
+    matrix products; the CPU computes in IEEE float32 either way. (The legacy flags: the newer
+    ``fp32_precision`` API refuses reads of them once set, which other libraries still make.)"""
+    torch.backends.cudnn.allow_tf32 = enabled
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+
+
+def float32_products() -> str:
+    """How a GPU computes float32 convolutions and matrix products in this process (see use_tf32)."""
+    flags = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    if all(flags):
+        return "TF32"
+    if not any(flags):
+        return "IEEE float32"
+    return f"TF32 {'convolutions' if flags[0] else 'matrix products'}, IEEE {'matrix products' if flags[0] else 'convolutions'}"

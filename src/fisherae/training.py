@@ -44,12 +44,12 @@ from tqdm import tqdm
 from fisherae.checkpoint import (CHECKPOINT_FILE, CHECKPOINT_FORMAT, MODEL_FILE, SNAPSHOT_DIR, atomic_torch_save,
                                  atomic_write_text, save_model, torch_load)
 from fisherae.config import model_setting
-from fisherae.config_keys import TRAINED, changed_values, resolve
+from fisherae.config_keys import ADDED, TRAINED, changed_values, resolve
 from fisherae.errors import ConfigError, TrainingDiverged, UserError
 from fisherae.capture import GraphedStep
 from fisherae.batches import TensorBatches
 from fisherae.data import VALIDATION_SEED, hold_out, load_split
-from fisherae.devices import use_configured_threads
+from fisherae.devices import float32_products, use_configured_compute
 from fisherae.interrupts import Interrupted, uninterrupted
 from fisherae.host_memory import keep_freed_memory
 from fisherae.losses import fisher_ae_loss, vae_loss, wae_adversary_loss, wae_autoencoder_loss, wae_encode
@@ -63,8 +63,10 @@ CHECK_EVERY = 50  # batches between the host syncs that check for a non-finite t
 _GRAD = "grad "  # prefix of the gradient-norm entries of a step's output
 # Training settings added after files with a stored training configuration were first written, with
 # the value those files were trained with: a file without validation_size was trained on the whole
-# split, one without the WAE-GAN cost_scale on the unscaled cost.
-_ADDED = {"data": {"validation_size": 0}, "training": {"wae_gan": {"cost_scale": 1.0}}}
+# split, one without the WAE-GAN cost_scale on the unscaled cost, one without tf32 with PyTorch's
+# default (TF32 convolutions on a GPU; its matrix products were IEEE, a negligible share of the
+# nets' arithmetic; a CPU computes the same either way).
+_ADDED = {"data": {"validation_size": 0}, "training": {"wae_gan": {"cost_scale": 1.0}, "tf32": ADDED["training.tf32"]}}
 HELD_OUT = "heldout_"  # prefix of the held-out loss terms in metrics.csv
 
 
@@ -75,7 +77,7 @@ def train(config: dict, dataset: str, model: str, seed: int, outdir: str | Path,
     if present; returns the path of ``model.pt``."""
     spec = model_spec(config, dataset, model)
     settings = config["training"]
-    use_configured_threads(config)
+    use_configured_compute(config, settings["tf32"])
     keep_freed_memory()
     device = torch.device(device)
     outdir = Path(outdir)
@@ -300,8 +302,8 @@ class _Run:
         terms = ", ".join(f"{k} {v:.5g}" for k, v in means.items())
         if held:
             terms += "; held-out " + ", ".join(f"{k[len(HELD_OUT):]} {v:.5g}" for k, v in held.items())
-        memory = (f", peak GPU memory {torch.cuda.max_memory_allocated(self.device) / 2**20:.0f} MiB"
-                  if self.device.type == "cuda" else "")
+        memory = (f", float32 products: {float32_products()}, peak GPU memory "
+                  f"{torch.cuda.max_memory_allocated(self.device) / 2**20:.0f} MiB" if self.device.type == "cuda" else "")
         norm = (f", group norm double backward: {double_backward_mode()}"
                 if self.device.type == "cpu" and self.model.spec.method == "fisher_ae" else "")
         return (f"{self.prefix} epoch {epoch}/{self.config['training']['epochs']}: "

@@ -24,7 +24,7 @@ def run_train_classifier(args) -> None:
     from fisherae.checkpoint import atomic_write_text
     from fisherae.classifier import save_classifier, train_classifier
     from fisherae.data import load_split
-    from fisherae.devices import job_device, use_configured_threads
+    from fisherae.devices import job_device, use_configured_compute
 
     config = read_config(args, dataset=args.dataset)
     if args.dataset != "mnist":
@@ -32,7 +32,7 @@ def run_train_classifier(args) -> None:
                         "(CelebA's FID uses Inception features)")
     if "mnist" not in config["datasets"]:
         raise ConfigError(f"{args.config}: datasets.mnist is not configured")
-    use_configured_threads(config)
+    use_configured_compute(config)
     data_cfg = config["datasets"][args.dataset]
     train, test = load_split("mnist", data_cfg, "train"), load_split("mnist", data_cfg, "test")
     with job_device(config) as device:

@@ -32,7 +32,7 @@ def add_model_arguments(parser, seed_required: bool = True) -> None:
 def load_config_and_model(args):
     """(config, model): the validated config and the checkpoint, checked against --dataset/--model."""
     from fisherae.checkpoint import load_model_payload, model_from_payload
-    from fisherae.devices import use_configured_threads
+    from fisherae.devices import use_configured_compute
     from fisherae.training import model_spec
 
     config = read_config(args, dataset=args.dataset, model=args.model)
@@ -49,7 +49,7 @@ def load_config_and_model(args):
                         "pass the checkpoint trained for this data set and model")
     refuse_other_training(config, payload.get("metadata", {}), args.checkpoint, args.config, args.dataset,
                           args.model, args.seed)
-    use_configured_threads(config)
+    use_configured_compute(config)
     return config, model
 
 

@@ -28,7 +28,7 @@ def run_sample(args) -> None:
     import torch
 
     from fisherae.checkpoint import load_model_payload, model_from_payload
-    from fisherae.devices import job_device, use_configured_threads
+    from fisherae.devices import job_device, use_configured_compute
     from fisherae.errors import SVGDDivergedError
     from fisherae.prior_analysis import not_normalisable_message, unnormalisable_dims
     from fisherae.sampling import drift_diagnostics, sample_latents, write_samples
@@ -42,7 +42,7 @@ def run_sample(args) -> None:
                         f"not define (models: {', '.join(sorted(config['models']))}); pass the config it was "
                         "trained with")
     refuse_other_training(config, meta, args.checkpoint, args.config, meta.get("dataset"), meta["model"], None)
-    use_configured_threads(config)
+    use_configured_compute(config)
     sampling, fid = config["evaluation"]["sampling"], config["evaluation"]["fid"]
     prior = model.prior
     problems = unnormalisable_dims(prior)
