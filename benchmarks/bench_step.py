@@ -149,10 +149,13 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps per row first (>= 4 for a CUDA graph)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
+    parser.add_argument("--cudnn-benchmark", action="store_true",
+                        help="let cuDNN time its algorithms for each shape (torch.backends.cudnn.benchmark; training does not)")
     parser.add_argument("--tf32", nargs="+", choices=["on", "off"],
                         help="float32 products on a GPU: TF32 (on) and/or IEEE (off); default: the config's training.tf32")
     args = parser.parse_args()
     keep_freed_memory()  # as training does
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -162,7 +165,7 @@ def main() -> None:
     arithmetic = [value == "on" for value in args.tf32] if args.tf32 else [config["training"]["tf32"]]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"device={device} ({name}) torch={torch.__version__} threads={torch.get_num_threads()} batch={args.batch} "
-          f"repeats={args.repeats} config={args.config}")
+          f"repeats={args.repeats} config={args.config}" + (" cudnn.benchmark" if args.cudnn_benchmark else ""))
     print(f"{'net':>7} {'width':>5}  {'step':<32} {'ms/step':>9} {'x VAE':>6}")
     for net in args.nets:
         for width in args.widths:
