@@ -6,8 +6,8 @@ step on the CPU allocates and frees hundreds of feature-map-sized tensors: on th
 development VM that was about 17 000 page faults and 70 ms of system time per Fisher AE step
 (MNIST nets, width 16, batch 128), 15-20 % of the step. Raising the thresholds keeps those
 blocks in the heap for reuse (1 page fault per step after the first). The mmap threshold cannot
-exceed 32 MiB, and the paper's width has larger maps (the MNIST decoder's last, 128 x 128 x 28 x
-28 floats, 49 MiB; CelebA's from width 16): 810 000-880 000 page faults and 1.7-2.4 s of system
+exceed 32 MiB, and the paper's width has larger maps (the MNIST decoder's last, 128 x 256 x 28 x
+28 floats, 98 MiB; CelebA's from width 16): 810 000-880 000 page faults and 1.7-2.4 s of system
 time in a 7.0-7.5 s Fisher AE step at width 128 (2 threads). So mmap is also switched off:
 every block comes from the heap (glibc still maps memory where the heap cannot grow)."""
 
