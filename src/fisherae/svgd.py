@@ -146,7 +146,7 @@ def _stein(xs, grad, bandwidth, chunk_size, median_particles, bracket, bracketed
         else:
             d2_median = d2
         med2, next_bracket, hit = _median_sq_distance(d2_median, bracket, bracketed)
-        h = torch.where(med2 > 0, med2 / math.log(n + 1), torch.ones_like(med2))[:, None, None]
+        h = _bandwidth(med2, n)[:, None, None]
         neg_inv_h, two_over_h = -1.0 / h, 2.0 / h
     rhs = torch.cat([grad.to(xs.dtype), xs, torch.ones(s, n, 1, dtype=xs.dtype, device=xs.device)], dim=2)
     if d2 is not None:
@@ -183,8 +183,13 @@ def median_bandwidth(x: torch.Tensor, median_particles: int = 2048) -> float | t
     xs = x if x.dim() == 3 else x[None]
     n = xs.shape[1]
     med2, _, _ = _median_sq_distance(_sq_distances(*_distance_factors(xs[:, :median_particles])), None, False)
-    h = torch.where(med2 > 0, med2 / math.log(n + 1), torch.ones_like(med2))
+    h = _bandwidth(med2, n)
     return h if x.dim() == 3 else h.item()
+
+
+def _bandwidth(med2: torch.Tensor, n: int) -> torch.Tensor:
+    """Liu & Wang's median heuristic h = med^2 / log(n + 1) per set; 1 where the particles collapsed (med = 0)."""
+    return torch.where(med2 > 0, med2 / math.log(n + 1), torch.ones_like(med2))
 
 
 def _median_sq_distance(d2: torch.Tensor, bracket: torch.Tensor | None, bracketed: bool):
