@@ -9,14 +9,14 @@
 # folder of an earlier commit (e.g. `git archive 78c0ce3 src | tar -x -C .baseline`): its
 # `train` loop and its SVGD are timed in the same run, as the baseline. Each part's output goes to
 # OUT/<part>.txt as it runs; a part that fails does not stop the others. PARTS (default: all of
-# "tests step step_tuned epoch train svgd tf32") picks parts; STEP_ARGS and EPOCH_ARGS replace the benchmarks'
+# "tests step step_tuned profile epoch train svgd tf32") picks parts; STEP_ARGS and EPOCH_ARGS replace the benchmarks'
 # default arguments (e.g. for a dry run on a CPU).
 set -uo pipefail
 out=${1:?usage: gpu_check.sh OUT [BASELINE_SRC]}
 baseline=${2:-}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
-parts=" ${PARTS:-tests step step_tuned epoch train svgd tf32} "
+parts=" ${PARTS:-tests step step_tuned profile epoch train svgd tf32} "
 part() {  # part NAME COMMAND...: run it, keep its output
   local name=$1; shift
   [[ $parts == *" $name "* ]] || return 0
@@ -31,6 +31,8 @@ part tests python -m pytest -q -p no:cacheprovider tests/test_capture.py tests/t
 part step python benchmarks/bench_step.py ${STEP_ARGS:---repeats 20 --tf32 on off}
 # The same steps with cuDNN timing its algorithms for each shape (training uses its heuristics).
 part step_tuned python benchmarks/bench_step.py --cudnn-benchmark --no-baseline ${STEP_ARGS:---repeats 20}
+# Where the eager steps' GPU time goes: the top kernels of the Fisher AE and VAE steps.
+part profile python benchmarks/profile_step.py --top 25
 part epoch python benchmarks/bench_epoch.py ${EPOCH_ARGS:---config config/config.yaml --batches 40}
 
 # The train command's own loop on the real MNIST at the paper's width, one epoch per model.

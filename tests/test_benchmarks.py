@@ -82,3 +82,13 @@ def test_bench_products_times_each_product_both_ways():
     decoder_weight_gradient = next(row for row in rows if "decoder fc" in row and "weight gradient" in row)
     assert "[8, 8] x [8, 784]" in decoder_weight_gradient  # x^T g: latent 8, batch 8, 16 x 7 x 7 values
     assert all(row.split()[-1] in ("is", "transposed", "!") for row in rows)
+
+
+def test_profile_step_lists_the_top_entries_of_each_step():
+    out = _bench("profile_step.py", "--device", "cpu", "--threads", "1", "--nets", "mnist", "--width", "2",
+                 "--batch", "8", "--methods", "fisher_ae", "--steps", "1", "--warmup", "1", "--top", "5")
+    heads = [line for line in out.splitlines() if line.startswith("== ")]
+    assert len(heads) == 1 and heads[0].startswith("== mnist fisher_ae: ") and "CPU operators' own time" in heads[0]
+    rows = out.split(heads[0])[1].strip().splitlines()[1:]
+    assert len(rows) == 5 and any("convolution" in row for row in rows)
+    assert not any("!" in row for row in rows)  # no fallback convolution kernel
