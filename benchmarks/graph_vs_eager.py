@@ -7,7 +7,8 @@ take the same batches and draws: eager with PyTorch's default Adam (capturable=F
 with capturable Adam (what training uses on a GPU), and replayed from a CUDA graph (3 warm-up
 steps, then capture; a smaller batch runs eagerly). Printed per step: the largest absolute
 difference of the step's output (its loss terms and gradient norms) from the eager capturable
-copy. cuDNN is put in deterministic mode."""
+copy. cuDNN is put in deterministic mode; float32 products in TF32 (as training's default) or,
+with ``--tf32 off``, IEEE."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import argparse
 import torch
 
 from fisherae.config import validate_config
+from fisherae.devices import float32_products, use_tf32
 from fisherae.training import TrainingStep, model_spec
 
 N_SAMPLES = {"fisher_ae": 2, "vae": 1}  # L, the draws of z per image
@@ -41,12 +43,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", nargs="+", default=["vae", "fisher_ae"], choices=sorted(N_SAMPLES))
     parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--tf32", choices=["on", "off"], default="on", help="float32 products (training.tf32)")
     args = parser.parse_args()
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    use_tf32(args.tf32 == "on")
     gen = torch.Generator().manual_seed(1)
     sizes = [16] * (args.steps - 2) + [9, 16]
     batches = [torch.rand(n, 1, 28, 28, generator=gen).cuda() for n in sizes]
-    print(f"device={torch.cuda.get_device_name()} torch={torch.__version__}")
+    print(f"device={torch.cuda.get_device_name()} torch={torch.__version__} float32 products: {float32_products()}")
     for method in args.methods:
         copies = {"eager, default Adam": copy_of(method, "eager", False),
                   "eager, capturable Adam": copy_of(method, "eager", True),

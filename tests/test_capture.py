@@ -11,6 +11,7 @@ from torch import nn
 from fisherae import convolutions
 from fisherae.capture import GraphedStep
 from fisherae.config import validate_config
+from fisherae.devices import use_tf32
 from fisherae.losses import fisher_ae_loss, vae_loss, wae_adversary_loss, wae_autoencoder_loss, wae_encode
 from fisherae.models import ModelSpec
 from fisherae.training import TrainingStep, _load_optimiser, train
@@ -95,6 +96,7 @@ def test_the_cuda_graph_step_equals_the_eager_step(method):
     """Step by step from the same state and draws: 3 warm-up steps, the capture, replays, a
     smaller batch (eager), a replay. (Whole trajectories drift apart from the rounding of one
     step, as float training runs do; one step must agree to rounding.)"""
+    use_tf32(True)  # training's default arithmetic (conftest restores the flags)
     graph, eager = _training_step(method, "cuda", "cuda_graph"), _training_step(method, "cuda", "eager")
     for x in _batches("cuda"):
         eager.model.load_state_dict(graph.model.state_dict())

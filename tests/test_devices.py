@@ -235,15 +235,10 @@ def test_float32_products_are_set_and_named():
     """use_tf32 sets both of torch's flags (legacy API: its reads keep working for other
     libraries); the evaluations' default is IEEE float32; a mixed state is named as such."""
     from fisherae.devices import float32_products, use_configured_compute, use_tf32
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.get_num_threads()
-    try:
-        use_tf32(True)
-        assert float32_products() == "TF32" and torch.get_float32_matmul_precision() == "high"
-        use_configured_compute({"training": {"threads": 1}})
-        assert float32_products() == "IEEE float32" and torch.get_float32_matmul_precision() == "highest"
-        assert torch.get_num_threads() == 1 and torch.backends.cudnn.allow_tf32 is False
-        torch.backends.cudnn.allow_tf32 = True  # PyTorch's own default
-        assert float32_products() == "TF32 convolutions, IEEE matrix products"
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved[:2]
-        torch.set_num_threads(saved[2])
+    use_tf32(True)
+    assert float32_products() == "TF32" and torch.get_float32_matmul_precision() == "high"
+    use_configured_compute({"training": {"threads": 2}})
+    assert float32_products() == "IEEE float32" and torch.get_float32_matmul_precision() == "highest"
+    assert torch.get_num_threads() == 2 and torch.backends.cudnn.allow_tf32 is False
+    torch.backends.cudnn.allow_tf32 = True  # PyTorch's own default
+    assert float32_products() == "TF32 convolutions, IEEE matrix products"

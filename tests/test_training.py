@@ -607,15 +607,7 @@ def test_the_wae_cost_scale_is_a_training_setting_that_older_files_lack(tmp_path
         "training.wae_gan.cost_scale (1.0 -> 0.05)"]
 
 
-@pytest.fixture
-def float32_flags():
-    """Restores torch's TF32 flags, which ``train`` and the commands set for their process."""
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    yield
-    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
-
-
-def test_tf32_is_a_training_setting_that_train_applies_and_older_files_lack(tmp_path, float32_flags):
+def test_tf32_is_a_training_setting_that_train_applies_and_older_files_lack(tmp_path):
     """``train`` sets a GPU's float32 products as training.tf32 says (its default: TF32); the
     setting is part of the model's training settings, and files written before it existed count
     as TF32 (PyTorch's default for convolutions then)."""
