@@ -38,13 +38,12 @@ from fisherae.config import load_config  # noqa: E402
 from fisherae.data import load_split, split_tensors, to_float  # noqa: E402
 from fisherae.devices import use_tf32  # noqa: E402
 from fisherae.host_memory import keep_freed_memory  # noqa: E402
-from fisherae.losses import fisher_ae_loss, vae_loss  # noqa: E402
-from fisherae.training import TrainingStep  # noqa: E402
+from fisherae.training import _OBJECTIVES, TrainingStep  # noqa: E402
 
 aten = torch.ops.aten
 PRODUCTS = {aten.convolution.default, aten.convolution_backward.default, aten.mm.default, aten.bmm.default,
             aten.addmm.default}
-LOSSES = {"fisher_ae": fisher_ae_loss, "vae": vae_loss}
+METHODS = ("fisher_ae", "vae")  # one draw of noise a step (the WAE-GAN also draws prior samples)
 
 
 def to_tf32(t):
@@ -79,18 +78,25 @@ def products(device: torch.device, tf32: bool):
             yield
 
 
+class Objective:
+    """What the training loop's objective (fisherae.training) is called with, for ``model``,
+    without an optimiser step."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def update(self, name: str, loss: torch.Tensor) -> None:
+        """No optimiser step: the caller takes the gradient itself."""
+
+
 def loss_and_gradient(model, x, eps, dtype, tf32=False):
     """(terms, the gradient of every parameter in float64) of the method's loss on ``x`` with the draws ``eps``."""
     model = copy.deepcopy(model).to(dtype)
     params = [p for p in model.parameters() if p.requires_grad]
-    extra = model.spec.extra
-    kwargs = {"decoder_var": extra["decoder_var"]} if model.spec.method == "fisher_ae" else {}
     with products(x.device, tf32):
-        terms = LOSSES[model.spec.method](model.encoder, model.decoder, model.prior, x.to(dtype), eps=eps.to(dtype),
-                                          **kwargs)
-        grads = torch.autograd.grad(terms.loss, params)
-    values = {name: float(value.detach().double().mean()) for name, value in vars(terms).items()}
-    return values, [g.double().flatten() for g in grads]
+        terms = _OBJECTIVES[model.spec.method](Objective(model), x.to(dtype), eps.to(dtype))
+        grads = torch.autograd.grad(terms["loss"], params)
+    return {name: float(value.detach()) for name, value in terms.items()}, [g.double().flatten() for g in grads]
 
 
 def relative_error(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
@@ -112,7 +118,7 @@ def main() -> None:
     parser.add_argument("--root", help="folder holding MNIST/raw (default: the embedded images)")
     parser.add_argument("--config", default="config/config.yaml", help="training settings (default: the paper's)")
     parser.add_argument("--widths", type=int, nargs="+", default=[16])
-    parser.add_argument("--methods", nargs="+", default=["fisher_ae", "vae"], choices=sorted(LOSSES))
+    parser.add_argument("--methods", nargs="+", default=["fisher_ae", "vae"], choices=METHODS)
     parser.add_argument("--train-steps", type=int, default=200, help="IEEE float32 steps before the comparison")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="a model and its draws per seed")
