@@ -131,10 +131,10 @@ def main() -> None:
     for dataset in args.datasets or list(config["datasets"]):
         data = config["datasets"][dataset]
         n_train = data.get("n_train") or FULL_TRAIN[dataset, data["source"]]
-        full_batches = math.ceil(n_train / config["training"]["batch_size"])
+        batches = math.ceil(n_train / config["training"]["batch_size"])
         for model in args.models or list(config["models"]):
             m = measure(config, dataset, model, args.batches, device, args.bare_steps)
-            epoch = m["loop"] * full_batches + m["save"]
+            epoch = m["loop"] * batches + m["save"]
             hours = seeds * epochs * epoch / 3600
             total += hours
             print(f"{dataset:>7} {model:<32} {1e3 * m['loop']:13.2f} {1e3 * m['bare']:8.2f} "

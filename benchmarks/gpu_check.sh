@@ -9,14 +9,14 @@
 # folder of an earlier commit (e.g. `git archive 78c0ce3 src | tar -x -C .baseline`): its
 # `train` loop and its SVGD are timed in the same run, as the baseline. Each part's output goes to
 # OUT/<part>.txt as it runs; a part that fails does not stop the others. PARTS (default: all of
-# "tests step step_tuned profile epoch train svgd tf32") picks parts; STEP_ARGS and EPOCH_ARGS replace the benchmarks'
+# "tests step step_tuned profile epoch train svgd tf32 graph") picks parts; STEP_ARGS and EPOCH_ARGS replace the benchmarks'
 # default arguments (e.g. for a dry run on a CPU).
 set -uo pipefail
 out=${1:?usage: gpu_check.sh OUT [BASELINE_SRC]}
 baseline=${2:-}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
-parts=" ${PARTS:-tests step step_tuned profile epoch train svgd tf32} "
+parts=" ${PARTS:-tests step step_tuned profile epoch train svgd tf32 graph} "
 part() {  # part NAME COMMAND...: run it, keep its output
   local name=$1; shift
   [[ $parts == *" $name "* ]] || return 0
@@ -73,6 +73,7 @@ part train train_loops
 svgd_runs() {
   python benchmarks/bench_svgd.py --device cuda --particles 10000 --dim 64 --steps 1000
   python benchmarks/bench_svgd.py --device cuda --particles 500 --dim 8 --steps 15000
+  python benchmarks/bench_svgd.py --device cuda --steps 1000 --sets 20
   if [ -n "$baseline" ]; then
     python benchmarks/bench_svgd.py --device cuda --particles 10000 --dim 64 --steps 1000 \
       --svgd-from "$baseline/fisherae/sampling.py"
@@ -83,3 +84,9 @@ part svgd svgd_runs
 # CPU emulation's figures are in BENCHMARKS.md).
 part tf32 python benchmarks/bench_tf32.py --device cuda --root "${MNIST_ROOT:-/tmp/data}" --widths 16 128 \
   --train-steps 100 --seeds 0 1
+# How far the CUDA-graph step drifts from the eager one, step after step, in both arithmetics.
+graph_runs() {
+  python benchmarks/graph_vs_eager.py --steps 8
+  python benchmarks/graph_vs_eager.py --steps 8 --tf32 off
+}
+part graph graph_runs

@@ -1,8 +1,12 @@
-"""The training step: eager on the CPU equals the plain loss-backward-Adam step; on a GPU
-(skipped without one) the CUDA-graph step equals the eager step, runs no fallback convolution
-kernel, and a run resumes across the two modes."""
+"""The training step: eager on the CPU equals the plain loss-backward-Adam step; with torch.cuda's
+graph API stood in on the CPU, the graph is captured for full batches only and a failed capture
+runs eagerly and says why; on a GPU (skipped without one) the CUDA-graph step equals the eager
+step, runs no fallback convolution kernel, a run resumes across the two modes, and the epoch's
+log line names the arithmetic and the peak memory."""
 
+import contextlib
 import copy
+import re
 
 import pytest
 import torch
@@ -79,6 +83,29 @@ def test_the_eager_step_is_the_plain_step(method):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7, msg=name)
 
 
+def test_the_backward_into_the_parameters_computes_no_data_gradient(monkeypatch):
+    """A Fisher step differentiates the encoder's first layer into the data for the stability
+    term's inner gradient (once per draw of z); the outer backward into the parameters never."""
+    into_data, phase = [], ["loss"]
+    real_run, real_backward = convolutions.Geometry.run, torch.Tensor.backward
+
+    def run(geometry, x, weight, bias=None):
+        y = real_run(geometry, x, weight, bias)
+        if geometry.transposed and y.shape[1:] == (1, 28, 28):  # the encoder's first layer's adjoint
+            into_data.append(phase[0])
+        return y
+
+    def backward(tensor, *args, **kwargs):
+        phase[0] = "backward"
+        return real_backward(tensor, *args, **kwargs)
+
+    monkeypatch.setattr(convolutions.Geometry, "run", run)
+    monkeypatch.setattr(torch.Tensor, "backward", backward)
+    step = _training_step("fisher_ae", "cpu", "eager")
+    step(_batches("cpu", sizes=(8,))[0])
+    assert into_data == ["loss"] * EXTRA["fisher_ae"]["n_samples"], into_data
+
+
 def test_step_modes_are_checked():
     with pytest.raises(ValueError, match="unknown step mode 'fast'"):
         GraphedStep(lambda x: x, torch.device("cpu"), "fast")
@@ -86,6 +113,79 @@ def test_step_modes_are_checked():
         GraphedStep(lambda x: x, torch.device("cpu"), "cuda_graph")
     step = GraphedStep(lambda x: 2 * x, torch.device("cpu"), "auto")
     assert step.mode == "eager" and torch.equal(step(torch.ones(2)), 2 * torch.ones(2))
+
+
+class _FakeCuda:
+    """torch.cuda's stream and graph API stood in on the CPU: what ``GraphedStep`` does with it is
+    recorded in ``events`` (warm-ups on the side stream, captures, replays)."""
+
+    def __init__(self, monkeypatch, capture_error=None):
+        self.events, self.stream_depth, self.capture_error = [], 0, capture_error
+        fake = self
+
+        class Stream:
+            def __init__(self, *args, **kwargs):
+                pass
+
+            def wait_stream(self, other):
+                pass
+
+        class Graph:
+            def replay(self):
+                fake.events.append(("replay",))
+
+        @contextlib.contextmanager
+        def stream(side):
+            fake.stream_depth += 1
+            yield
+            fake.stream_depth -= 1
+
+        @contextlib.contextmanager
+        def graph(g):
+            if fake.capture_error:
+                raise fake.capture_error
+            fake.events.append(("capture",))
+            yield
+
+        for name, value in {"Stream": Stream, "current_stream": lambda *a, **k: Stream(), "stream": stream,
+                            "CUDAGraph": Graph, "graph": graph, "synchronize": lambda *a, **k: None}.items():
+            monkeypatch.setattr(torch.cuda, name, value)
+
+    def step(self, x):
+        self.events.append(("side stream" if self.stream_depth else "step", len(x)))
+        return 2 * x
+
+
+@pytest.mark.parametrize("epoch", [(32, 8), (32, 32, 32, 8), (32,)])
+def test_the_graph_is_captured_for_full_batches_only(monkeypatch, epoch):
+    """The capture follows three warm-ups of the first call's shape whatever the epoch's length:
+    the smaller last batch neither counts as a warm-up nor is captured, and runs eagerly."""
+    fake = _FakeCuda(monkeypatch)
+    graphed = GraphedStep(fake.step, torch.device("cuda"), "auto", warmup=3)
+    calls = [n for _ in range(5) for n in epoch]
+    for n in calls:
+        assert torch.equal(graphed(torch.ones(n)), 2 * torch.ones(n))
+    full, partial = len(calls) - calls.count(8), calls.count(8)
+    # the capture records the step once, then replays it: every full batch from the fourth replays
+    assert [event for event in fake.events if event[-1:] != (8,)] == (
+        [("side stream", 32)] * 3 + [("capture",), ("step", 32)] + [("replay",)] * (full - 3)), fake.events
+    assert [event for event in fake.events if event[-1:] == (8,)] == [("step", 8)] * partial
+    assert graphed.mode == "cuda_graph" and graphed.static_inputs[0].shape == (32,)
+
+
+def test_a_failed_capture_runs_eagerly_and_says_why(monkeypatch, caplog):
+    fake = _FakeCuda(monkeypatch, capture_error=RuntimeError("operation not permitted when stream is capturing"))
+    graphed = GraphedStep(fake.step, torch.device("cuda"), "auto", warmup=1)
+    with caplog.at_level("WARNING", logger="fisherae.capture"):
+        outs = [graphed(torch.ones(4)) for _ in range(4)]
+    assert all(torch.equal(out, 2 * torch.ones(4)) for out in outs)
+    assert fake.events == [("side stream", 4)] + [("step", 4)] * 3 and graphed.graph is None
+    reason = "CUDA graph capture failed: RuntimeError: operation not permitted when stream is capturing"
+    assert graphed.mode == f"eager ({reason})" and reason in caplog.text
+    strict = GraphedStep(fake.step, torch.device("cuda"), "cuda_graph", warmup=1)
+    strict(torch.ones(4))
+    with pytest.raises(RuntimeError, match="operation not permitted"):
+        strict(torch.ones(4))
 
 
 # --- on a GPU ----------------------------------------------------------------------------------
@@ -147,3 +247,4 @@ def test_a_run_resumes_across_step_modes(tmp_path):
     train(resumed, "mnist", "fisher", 0, tmp_path, "cuda", progress=False)
     log = (tmp_path / "train.log").read_text().splitlines()
     assert "step: eager" in log[0] and "step: cuda_graph" in log[1], log
+    assert all(re.search(r"float32 products: TF32, peak GPU memory \d+ MiB$", line) for line in log), log

@@ -52,21 +52,16 @@ def _layer(name, seed=0):
     return LAYERS[name]().to(DTYPE)
 
 
-def _geometry(layer):
-    return layer.geometry if isinstance(layer, Conv2d) else Geometry(
-        True, layer.stride, layer.padding, layer.dilation, layer.output_padding, layer.groups)
-
-
 def _as_function(layer):
     """(x, weight, bias) -> layer output, with the layer's own geometry."""
-    geometry = _geometry(layer)
+    geometry = layer.geometry
     return lambda x, w, b: convolutions.convolution(x, w, b, geometry)
 
 
 @pytest.mark.parametrize("name", LAYERS)
 def test_first_and_second_derivatives_are_exact(name):
     layer = _layer(name)
-    assert _geometry(layer).cpu_form(layer.in_channels, layer.weight.shape)[0] == FORMS.get(name, "as is")
+    assert layer.geometry.cpu_form(layer.in_channels, layer.weight.shape)[0] == FORMS.get(name, "as is")
     x = torch.randn(2, layer.in_channels, 7, 7, dtype=DTYPE, requires_grad=True)
     w, b = (p.detach().clone().requires_grad_() for p in (layer.weight, layer.bias))
     assert gradcheck(_as_function(layer), (x, w, b))
@@ -158,7 +153,7 @@ def test_which_strided_transposed_convolutions_run_by_phases(kernel, stride, cha
     """By phases: to fewer than 16 channels, or to fewer than 64 where the stride divides the kernel
     (no phase has a zero tap)."""
     layer = ConvTranspose2d(8, channels, kernel, stride=stride)
-    assert _geometry(layer).cpu_form(8, layer.weight.shape)[0] == form
+    assert layer.geometry.cpu_form(8, layer.weight.shape)[0] == form
 
 
 def test_other_devices_run_the_layer_as_is(monkeypatch):
@@ -168,7 +163,7 @@ def test_other_devices_run_the_layer_as_is(monkeypatch):
     real = torch.convolution
     monkeypatch.setattr(torch, "convolution", lambda *args: calls.append(args) or real(*args))
     layer = LAYERS["transposed k4 s2 p1 to 3 channels"]().to("meta")
-    geometry = _geometry(layer)
+    geometry = layer.geometry
     assert geometry.cpu_form(layer.in_channels, layer.weight.shape)[0] == "phases"
     y = geometry.run(torch.empty(2, 4, 5, 5, device="meta"), layer.weight, layer.bias)
     assert y.shape == (2, 3, 10, 10) and len(calls) == 1
@@ -214,7 +209,7 @@ def _layer_geometries(model):
     for module in model.modules():
         if not isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
             continue
-        g = _geometry(module)
+        g = module.geometry
         # a transposed layer's adjoint is the plain convolution; a plain one's, the transposed
         # convolution with whichever output padding (< stride) restores the input's size
         adjoints = ({Geometry(False, g.stride, g.padding, g.dilation, (0, 0), g.groups)} if g.transposed else

@@ -257,6 +257,24 @@ def test_celeba_cache_is_built_once_and_shared(tmp_path, monkeypatch):
     assert calls == ["train", "test"]
 
 
+def test_other_preprocessing_builds_its_own_cache_beside_the_old_one(tmp_path, monkeypatch):
+    """The cache is keyed by the preprocessing: a changed transform decodes the split again into
+    a file of its own and leaves the earlier cache as it was."""
+    _noisy_fake_celeba(tmp_path, monkeypatch)
+    calls = _count_decodes(monkeypatch)
+    cfg = _cfg("torchvision", root=str(tmp_path))
+    first = _stack(load_split("celeba", cfg, "train"))[0]
+    old = _cache_file(tmp_path, "train")
+    old_bytes = old.read_bytes()
+    from torchvision import transforms
+    monkeypatch.setattr(fisherae.data, "celeba_transform", lambda: transforms.Compose(
+        [transforms.CenterCrop(120), transforms.Resize(64), transforms.ToTensor()]))
+    other = _stack(load_split("celeba", cfg, "train"))[0]
+    new = _cache_file(tmp_path, "train")
+    assert calls == ["train", "train"] and new != old and new.is_file() and old.read_bytes() == old_bytes
+    assert not torch.equal(first, other)  # the other crop, not the old file read back
+
+
 def test_concurrent_first_loads_decode_once(tmp_path, monkeypatch):
     _noisy_fake_celeba(tmp_path, monkeypatch)
     calls = _count_decodes(monkeypatch, delay=0.5)  # the other load arrives while this one decodes
@@ -376,7 +394,7 @@ def _assert_same_batches(got, expected):
 def test_tensor_batches_follow_make_loader_order_with_a_partial_last_batch():
     data = load_split("mnist", _cfg("embedded", n_train=100), "train")
     batches = TensorBatches(data, 16)
-    assert (len(batches), batches.full_batches, batches.n_items, batches.batch_size) == (7, 6, 100, 16)
+    assert (len(batches), batches.n_items, batches.batch_size) == (7, 100, 16)
     for seed in (0, 3, 12345):
         _assert_same_batches(list(batches.epoch(seed)), _loader_epoch(data, 16, True, seed))
         assert torch.equal(shuffled_order(100, seed),
@@ -385,7 +403,7 @@ def test_tensor_batches_follow_make_loader_order_with_a_partial_last_batch():
     assert [len(y) for _, y in batches.epoch(1)] == [16] * 6 + [4]
     assert not torch.equal(torch.cat([y for _, y in batches.epoch(1)]), torch.cat([y for _, y in batches.epoch(2)]))
     exact = TensorBatches(data, 25)
-    assert (len(exact), exact.full_batches) == (4, 4)
+    assert len(exact) == 4
 
 
 def test_tensor_batches_keep_uint8_and_convert_each_batch_exactly():

@@ -1,6 +1,7 @@
 """Group norm's closed-form double backward (``fisherae.group_norm``): exact to second order in
 float64 against PyTorch's own layer (and against PyTorch's layer then ReLU, for the layer with its
-ReLU folded in), compiled and eager, for every cotangent; the drop-in for ``nn.GroupNorm``; a
+ReLU folded in), compiled and eager, for every cotangent; each backward asking only for the
+gradients its pass uses; the drop-in for ``nn.GroupNorm``; a
 Fisher AE loss on the CPU built on it; PyTorch's layer on other devices and after a failed
 compile, with the mode saying why; the smoke DAG's nets too small to compile."""
 
@@ -126,6 +127,21 @@ def test_one_first_order_graph_a_map():
     y = gn.group_norm(x, shape[3], weight, bias, 1e-5, True)
     y.backward(torch.randn_like(y))  # g_x, g_gamma and g_beta
     assert counters["stats"]["unique_graphs"] == before + 2
+
+
+@pytest.mark.parametrize("relu", [False, True], ids=["norm", "norm_relu"])
+def test_a_backward_asks_only_for_the_gradients_its_pass_uses(relu, monkeypatch):
+    """The inner gradient of eq. 10 asks the first order for g_x alone, a backward into the
+    parameters for g_gamma and g_beta alone (with the ReLU folded in, the first order's one graph
+    sums g_gamma and g_beta in its pass over the map anyway, but computes g_x only if asked)."""
+    asked, real = [], gn._first_order
+    monkeypatch.setattr(gn, "_first_order", lambda *args: asked.append(args[-1]) or real(*args))
+    x, weight, bias = _inputs(2, 8, 4)
+    y = gn.group_norm(x, 2, weight, bias, 1e-5, relu)
+    torch.autograd.grad(y, x, torch.randn_like(y), create_graph=True)
+    gn.group_norm(x, 2, weight, bias, 1e-5, relu).square().sum().backward(inputs=[weight, bias])
+    assert asked == [(True, False, False), (False, True, True)]
+    assert x.grad is None and weight.grad is not None and bias.grad is not None
 
 
 def test_a_drop_in_for_nn_group_norm():

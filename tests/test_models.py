@@ -4,6 +4,9 @@ import pytest
 import torch
 from torch import nn
 
+from fisherae.convolutions import Conv2d, ConvTranspose2d
+from fisherae.group_norm import GroupNorm
+from fisherae.linear import Linear
 from fisherae.models import ARCHITECTURES, AutoEncoder, ConvDecoder, ConvEncoder, ModelSpec
 
 
@@ -44,6 +47,18 @@ def test_wae_gan_has_a_four_layer_adversary_of_the_paper_width():
     celeba = AutoEncoder(ModelSpec("wae_gan", "celeba", width=4)).adversary
     assert [m.out_features for m in mnist.modules() if isinstance(m, nn.Linear)] == [512, 512, 512, 1]
     assert [m.out_features for m in celeba.modules() if isinstance(m, nn.Linear)] == [1024, 1024, 1024, 1]
+
+
+@pytest.mark.parametrize("method", ["fisher_ae", "vae", "wae_gan"])
+@pytest.mark.parametrize("dataset", ["mnist", "celeba"])
+def test_every_layer_with_parameters_is_fisheraes_own(method, dataset):
+    """Every linear, convolution and normalisation layer is the module whose derivatives this
+    project writes (exact second derivatives on backend kernels, nothing computed that is thrown
+    away): a layer built from torch.nn directly would pass every other test and lose that."""
+    model = AutoEncoder(ModelSpec(method, dataset, "gaussian", width=4))
+    ours = (Linear, Conv2d, ConvTranspose2d, GroupNorm)
+    layers = [m for m in model.modules() if any(p.requires_grad for p in m.parameters(recurse=False))]
+    assert layers and all(type(m) in ours for m in layers), sorted({type(m).__name__ for m in layers})
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -56,11 +56,6 @@ class TensorBatches:
         """Images in the split."""
         return len(self.labels)
 
-    @property
-    def full_batches(self) -> int:
-        """Batches per epoch of exactly ``batch_size`` images."""
-        return self.n_items // self.batch_size
-
     def __len__(self) -> int:
         """Batches per epoch, the partial last one included."""
         return -(-self.n_items // self.batch_size)

@@ -2,12 +2,12 @@
 once into a CUDA graph and replayed: one launch a step instead of hundreds.
 
 The step is a function of tensors only (the batch and its noise draws, drawn outside the
-graph) that returns one tensor (the step's loss terms and gradient norms). The first
-``warmup`` calls run eagerly on a side stream, as CUDA graph capture requires; the next call
-with the same input shapes is captured and replayed; later calls copy their inputs into the
-graph's static buffers and replay it. Calls with other shapes (an epoch's last, smaller
-batch) run eagerly. Where capture fails, the step runs eagerly from then on and
-``mode`` says why."""
+graph) that returns one tensor (the step's loss terms and gradient norms). The graph is for the
+input shapes of the first call (a full batch): the first ``warmup`` calls of those shapes run
+eagerly on a side stream, as CUDA graph capture requires; the next one is captured and replayed;
+later ones copy their inputs into the graph's static buffers and replay it. Calls of other
+shapes (an epoch's last, smaller batch) run eagerly, before the capture as after it, and count
+for none of this. Where capture fails, the step runs eagerly from then on and ``mode`` says why."""
 
 from __future__ import annotations
 
@@ -38,23 +38,24 @@ class GraphedStep:
         self.graph: torch.cuda.CUDAGraph | None = None
         self.static_inputs: tuple[torch.Tensor, ...] = ()
         self.static_output: torch.Tensor | None = None
-        self.calls = 0
+        self.shapes: tuple[torch.Size, ...] | None = None  # the graph's input shapes: the first call's
+        self.warm_calls = 0  # calls of those shapes before the capture
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        if self.graph is not None and self._fits(inputs):
+        if self.shapes is None:
+            self.shapes = tuple(x.shape for x in inputs)
+        fits = tuple(x.shape for x in inputs) == self.shapes
+        if self.graph is not None and fits:
             for static, value in zip(self.static_inputs, inputs):
                 static.copy_(value)
             self.graph.replay()
             return self.static_output
-        if not self.capture or self.graph is not None:  # eager mode, or a batch of another shape
+        if not self.capture or self.graph is not None or not fits:  # eager mode, or a batch of another shape
             return self.step(*inputs)
-        if self.calls <= self.warmup:
+        self.warm_calls += 1
+        if self.warm_calls <= self.warmup:
             return self._warm_up(inputs)
         return self._capture(inputs)
-
-    def _fits(self, inputs: tuple[torch.Tensor, ...]) -> bool:
-        return all(a.shape == b.shape for a, b in zip(self.static_inputs, inputs))
 
     def _warm_up(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
         side = torch.cuda.Stream(self.device)  # warm-up before capture runs on a side stream

@@ -7,7 +7,9 @@ convolution with an output padding, so it falls to ``slow_conv_dilated2d``, an i
 over the output channels (PyTorch issue 22577). Here each convolution is an autograd Function
 whose backward is itself a first-order convolution (the input gradient is the adjoint
 convolution, the weight gradient ``convolution_backward`` asking for the weight alone), so
-every derivative of every order dispatches to cuDNN/oneDNN.
+every input gradient of every order, and the weight gradients taken through them, dispatch to
+cuDNN/oneDNN: all that eq. 11 needs. (A weight gradient differentiated again, which eq. 11 never
+does, takes PyTorch's own double backward of ``convolution_backward``.)
 
 The backward computes only what the running backward pass will use (autograd's
 ``_will_engine_execute_node``, which ``torch.utils.checkpoint`` uses too): the inner gradients of
@@ -204,7 +206,8 @@ def _transposed_by_phases(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
 
 
 def convolution(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, geometry: Geometry) -> torch.Tensor:
-    """``geometry``'s convolution of ``x``; differentiable to any order on the backend kernels.
+    """``geometry``'s convolution of ``x``; its input gradients differentiable to any order on the
+    backend kernels (the module's docstring).
 
     Under torch.func transforms (grad, vmap: the tests' float64 references) the native
     convolution runs instead: functorch does not tell a Function which gradients it needs."""
@@ -270,5 +273,8 @@ class ConvTranspose2d(nn.ConvTranspose2d):
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
         if output_size is not None:
             raise ValueError("fisherae ConvTranspose2d takes no output_size: set output_padding instead")
-        geometry = Geometry(True, self.stride, self.padding, self.dilation, self.output_padding, self.groups)
-        return convolution(x, self.weight, self.bias, geometry)
+        return convolution(x, self.weight, self.bias, self.geometry)
+
+    @property
+    def geometry(self) -> Geometry:
+        return Geometry(True, self.stride, self.padding, self.dilation, self.output_padding, self.groups)
