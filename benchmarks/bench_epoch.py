@@ -105,7 +105,7 @@ def _sync(device: torch.device) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--config", default="config/config.yaml")
     parser.add_argument("--datasets", nargs="+", help="default: the config's")
     parser.add_argument("--models", nargs="+", help="default: the config's")

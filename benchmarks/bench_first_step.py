@@ -20,7 +20,7 @@ from pathlib import Path
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--config", default="config/cpu.yaml")
     parser.add_argument("--net", default="mnist")
     parser.add_argument("--width", type=int, default=16)

@@ -47,7 +47,7 @@ def layers(net: str, width: int) -> dict[str, tuple[int, int]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--nets", nargs="+", default=sorted(ARCHITECTURES), choices=sorted(ARCHITECTURES))
     parser.add_argument("--widths", type=int, nargs="+", default=[16, 128])
     parser.add_argument("--batch", type=int, default=128)

@@ -72,7 +72,7 @@ def run(dim: int, args, device: torch.device) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--dims", type=int, nargs="+", default=[8, 64])
     parser.add_argument("--particles", type=int, default=10000)
     parser.add_argument("--steps", type=int, default=15000, help="SVGD iterations (paper: 15 000)")

@@ -47,7 +47,7 @@ def timed(fn, device: torch.device) -> tuple[float, torch.Tensor]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--particles", type=int, default=500, help="particles per set")
     parser.add_argument("--dim", type=int, default=8)
     parser.add_argument("--steps", type=int, default=15000, help="SVGD iterations (paper: 15 000)")

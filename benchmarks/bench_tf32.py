@@ -114,7 +114,7 @@ def images(args) -> torch.Tensor:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--root", help="folder holding MNIST/raw (default: the embedded images)")
     parser.add_argument("--config", default="config/config.yaml", help="training settings (default: the paper's)")
     parser.add_argument("--widths", type=int, nargs="+", default=[16])

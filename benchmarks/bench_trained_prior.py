@@ -81,7 +81,7 @@ def print_two_sample(reference: torch.Tensor, sets: dict[str, torch.Tensor]) -> 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("model", help="model.pt written by `python -m fisherae train` (polynomial prior)")
     parser.add_argument("--particles", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=15000, help="SVGD iterations (paper: 15 000)")

@@ -29,7 +29,7 @@ def toy_latents(n: int, dim: int = 8, n_clusters: int = 10, seed: int = 0) -> tu
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 10000])
     parser.add_argument("--n-iter", type=int, default=750, help="total iterations, 250 of them early exaggeration")
     parser.add_argument("--threads", type=int, default=2)

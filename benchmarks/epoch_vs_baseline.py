@@ -76,7 +76,7 @@ def train(label: str, src: Path, config: dict, args: argparse.Namespace, workdir
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--baseline-src", type=Path, required=True, help="the older checkout's src folder")
     parser.add_argument("--config", type=Path, default=REPO / "config" / "cpu.yaml")
     parser.add_argument("--dataset", default="mnist")

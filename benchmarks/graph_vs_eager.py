@@ -40,7 +40,7 @@ def copy_of(method: str, mode: str, capturable: bool) -> TrainingStep:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--methods", nargs="+", default=["vae", "fisher_ae"], choices=sorted(N_SAMPLES))
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--tf32", choices=["on", "off"], default="on", help="float32 products (training.tf32)")

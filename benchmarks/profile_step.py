@@ -48,7 +48,7 @@ def self_time(event, device: torch.device) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--config", default="config/config.yaml", help="training settings (default: the paper's)")
     parser.add_argument("--nets", nargs="+", default=["mnist", "celeba"], choices=sorted(ARCHITECTURES))
     parser.add_argument("--width", type=int, default=128)

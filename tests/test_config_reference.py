@@ -48,3 +48,18 @@ def test_entries_walk_nested_named_and_shared_keys():
         ("m.<name>.k", False), ("<part>.a", True)]
     table = reference_markdown({**tiny, "properties": {"x": tiny["properties"]["x"]}})
     assert "| `x.y` | number | `1` |  |" in table
+
+
+def test_the_type_column_states_every_limit_the_schema_enforces():
+    """Limits on a list's items, distinct items, a mapping's least entries and a pattern (its
+    pipes escaped for the table) are shown, as a value out of them fails validation."""
+    tiny = {"$defs": {}, "properties": {
+        "s": {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1, "uniqueItems": True},
+        "b": {"type": "array", "items": {"type": "number", "minimum": 0, "exclusiveMaximum": 1}},
+        "m": {"type": "object", "minProperties": 1},
+        "d": {"type": "string", "pattern": "^(a|b)$"}}}
+    table = reference_markdown(tiny)
+    assert "| `s` | list of integers, each ≥ 0 (1+ items, distinct) |" in table
+    assert "| `b` | list of numbers, each ≥ 0, each < 1 |" in table
+    assert "| `m` | mapping (1+ entries) |" in table
+    assert "| `d` | string (matching `^(a\\|b)$`) |" in table

@@ -51,17 +51,28 @@ def _kind(node: dict) -> str:
         return "one of " + ", ".join(f"`{v}`" for v in node["enum"])
     types = node.get("type", "any")
     text = " or ".join(types) if isinstance(types, list) else types
-    if text == "array" and isinstance(node.get("items"), dict):
-        text = f"list of {node['items'].get('type', 'values')}s"
+    items = node.get("items") if isinstance(node.get("items"), dict) else None
+    if text == "array" and items is not None:
+        text = f"list of {items.get('type', 'values')}s" + "".join(f", each {bound}" for bound in _bounds(items))
     if text == "object":
         text = "mapping"
-    bounds = [f"{sign} {node[key]}" for key, sign in (("minimum", "≥"), ("exclusiveMinimum", ">"),
-                                                      ("maximum", "≤")) if key in node]
+    bounds = _bounds(node)
     if "minItems" in node:
         most = node.get("maxItems")
         bounds.append(f"{node['minItems']} items" if most == node["minItems"] else
                       f"{node['minItems']}{'–' + str(most) if most else '+'} items")
+    if node.get("uniqueItems"):
+        bounds.append("distinct")
+    if "minProperties" in node:
+        bounds.append(f"{node['minProperties']}+ entries")
     return text + (f" ({', '.join(bounds)})" if bounds else "")
+
+
+def _bounds(node: dict) -> list[str]:
+    """A value's limits as the schema states them: ranges and a pattern."""
+    bounds = [f"{sign} {node[key]}" for key, sign in (("minimum", "≥"), ("exclusiveMinimum", ">"),
+                                                      ("maximum", "≤"), ("exclusiveMaximum", "<")) if key in node]
+    return bounds + ([f"matching `{node['pattern']}`".replace("|", "\\|")] if "pattern" in node else [])  # a table cell
 
 
 def _default(node: dict, required: bool) -> str:

@@ -10,7 +10,7 @@ from fisherae.paper import FIGURE_BY_NAME
 
 @command("figure", "one of the paper's Figures 1-6 from the evaluation outputs (+ the tidy data behind it)")
 def setup_figure(parser):
-    parser.add_argument("--config", required=True, help="YAML config (model labels and colours)")
+    parser.add_argument("--config", required=True, help="YAML config (the models, their labels in config order, and the training named in the title)")
     parser.add_argument("--name", required=True, choices=sorted(FIGURE_BY_NAME))
     parser.add_argument("--inputs", required=True, nargs="+", help="sweep CSVs, grid PNGs, latent CSVs or NPZs")
     parser.add_argument("--out", required=True, help="image to write (PNG, or PDF/SVG by suffix)")

@@ -6,7 +6,7 @@ from fisherae.commands.common import read_config
 from fisherae.commands.registry import command
 
 
-@command("train", "train one model on one data set with one seed; writes model.pt, checkpoint.pt, metrics.csv")
+@command("train", "train one model on one data set with one seed; writes model.pt, checkpoint.pt, metrics.csv, train.log (and snapshots/epoch<E>.pt)")
 def setup(parser):
     parser.add_argument("--config", required=True, help="YAML config (see config/*.yaml)")
     parser.add_argument("--dataset", required=True, help="a key of the config's datasets (mnist, celeba)")
