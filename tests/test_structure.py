@@ -75,3 +75,13 @@ def test_the_nets_and_the_data_do_not_lean_on_their_neighbours():
 def test_torch_threads_are_set_in_one_place():
     callers = {module_name(p) for p in MODULES if "set_num_threads" in p.read_text()}
     assert callers == {"fisherae.devices"}
+
+
+def test_the_readme_names_every_library_module():
+    """README's "Library and command line" lists the modules, one idea each: a module added
+    without a line there is a module nobody is told about."""
+    readme = (PACKAGE.parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Library and command line"):]
+    section = section[:section.index("\n## ", 1)]
+    modules = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__", "__main__"}
+    assert sorted(m for m in modules if f"`{m}`" not in section) == []
