@@ -1,4 +1,5 @@
-"""The training step: eager on the CPU equals the plain loss-backward-Adam step; with torch.cuda's
+"""The training step: eager on the CPU equals the plain loss-backward-Adam step, reads no value back
+to the host and differentiates into the data only for its inner gradient; with torch.cuda's
 graph API stood in on the CPU, the graph is captured for full batches only and a failed capture
 runs eagerly and says why; on a GPU (skipped without one) the CUDA-graph step equals the eager
 step, runs no fallback convolution kernel, a run resumes across the two modes, and the epoch's
@@ -104,6 +105,29 @@ def test_the_backward_into_the_parameters_computes_no_data_gradient(monkeypatch)
     step = _training_step("fisher_ae", "cpu", "eager")
     step(_batches("cpu", sizes=(8,))[0])
     assert into_data == ["loss"] * EXTRA["fisher_ae"]["n_samples"], into_data
+
+
+HOST_READS = ("item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__", "__index__")
+
+
+@pytest.mark.parametrize("method", ["fisher_ae", "vae", "wae_gan"])
+def test_a_step_reads_no_value_back_to_the_host(method, monkeypatch):
+    """On a GPU each of these would wait for the device (a host sync, and no CUDA graph): the step
+    leaves its loss terms and gradient norms on the device for the ledger to check every 50 batches."""
+    step = _training_step(method, "cpu", "eager")
+    first, second = _batches("cpu", sizes=(8, 8))
+    step(first)  # the first step sets up what it keeps (Adam's state)
+
+    def refuse(name):
+        def read(*args, **kwargs):
+            raise AssertionError(f"the training step called Tensor.{name}")
+        return read
+
+    for name in HOST_READS:
+        monkeypatch.setattr(torch.Tensor, name, refuse(name))
+    row = step(second)
+    monkeypatch.undo()
+    assert row.shape == (len(step.names),) and torch.isfinite(row).all()
 
 
 def test_step_modes_are_checked():
