@@ -2,6 +2,7 @@
 listed once for the Snakefile, the commands and the tests."""
 
 import re
+from pathlib import Path
 
 from fisherae import paper
 from fisherae.config import validate_config
@@ -60,3 +61,12 @@ def test_paper_algorithm_and_roles_read_the_specs():
 def test_the_registry_is_a_leaf():
     from test_structure import PACKAGE, fisherae_imports
     assert not fisherae_imports(PACKAGE / "paper.py")
+
+
+def test_the_readme_table_of_figures_follows_the_registry():
+    """README's "where each figure comes from" names each registered figure's file and the
+    command that draws it; a figure renamed in the registry and not there fails here."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for figure in paper.FIGURES:
+        assert f"`figures/{figure.stem}.png`" in readme and f"figure --name {figure.name}" in readme, figure.stem
+    assert f"`tables/{paper.TABLE1.stem}" in readme
