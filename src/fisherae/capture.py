@@ -42,9 +42,10 @@ class GraphedStep:
         self.warm_calls = 0  # calls of those shapes before the capture
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        shapes = tuple(x.shape for x in inputs)
         if self.shapes is None:
-            self.shapes = tuple(x.shape for x in inputs)
-        fits = tuple(x.shape for x in inputs) == self.shapes
+            self.shapes = shapes
+        fits = shapes == self.shapes
         if self.graph is not None and fits:
             for static, value in zip(self.static_inputs, inputs):
                 static.copy_(value)
