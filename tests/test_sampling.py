@@ -156,6 +156,41 @@ def test_svgd_half_precision_takes_the_exact_median(monkeypatch):
     assert len(calls) == 40 and all(bracket is None for bracket in calls)
 
 
+@pytest.mark.parametrize("n", [150, 151])
+def test_sorted_median_matches_numpy(n, monkeypatch):
+    """The median a GPU reads off a sort (taken here on the CPU) is np.median of the n^2 entries."""
+    torch.manual_seed(n)
+    x = torch.randn(2, n, 3, dtype=torch.float64)
+    d2 = svgd_module._sq_distances(*svgd_module._distance_factors(x))
+    expected = [np.median(((x[i, :, None] - x[i, None]) ** 2).sum(-1).numpy()) for i in range(2)]
+    monkeypatch.setattr(svgd_module, "_median_by_sort", lambda device: True)
+    med2, bracket, hit = svgd_module._median_sq_distance(d2, None, False)
+    assert bracket is None and hit is None and med2.tolist() == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("by_sort", [False, True])
+@pytest.mark.parametrize("bandwidth", [None, 0.7])
+def test_svgd_steps_read_no_value_back_to_the_host(by_sort, bandwidth, host_reads_refused, monkeypatch):
+    """On a GPU each read would be a host sync: between its checks (every 50 steps) SVGD leaves
+    everything on the device. The GPU's path (no bracket; the median by kthvalue, or read off a sort
+    as on a GPU) on a K = 4 prior's score, two particle sets at once; reads are refused inside the
+    steps and allowed in the checks."""
+    monkeypatch.setattr(svgd_module, "_median_by_sort", lambda device: by_sort)
+    sorts, steps, real_sort, real_step = [], [], torch.Tensor.sort, svgd_module._svgd_step
+    monkeypatch.setattr(torch.Tensor, "sort", lambda *a, **k: sorts.append(1) or real_sort(*a, **k))
+
+    def step(*args):
+        steps.append(args[-2:])  # (exact, bracketed)
+        with host_reads_refused(f"SVGD step {len(steps)}"):
+            real_step(*args)
+
+    monkeypatch.setattr(svgd_module, "_svgd_step", step)
+    x0 = torch.randn(2, 40, 2, generator=torch.Generator().manual_seed(0))
+    out = svgd(asymmetric_k4_prior(2).score, x0, 120, 1e-2, bandwidth=bandwidth)
+    assert steps == [(True, False)] * 120 and torch.isfinite(out).all() and not torch.equal(out, x0)
+    assert len(sorts) == (120 if by_sort and bandwidth is None else 0)
+
+
 @pytest.mark.parametrize("n", [9, 130])
 def test_svgd_moves_batched_sets_like_separate_calls(n):
     torch.manual_seed(n)

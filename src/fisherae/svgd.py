@@ -206,7 +206,7 @@ def _median_sq_distance(d2: torch.Tensor, bracket: torch.Tensor | None, brackete
     flat = d2.reshape(s, -1)
     total = flat.shape[1]
     k_lo, k_hi = (total - 1) // 2, total // 2  # 0-based ranks of the middle pair
-    if bracket is None and flat.device.type != "cpu":  # a GPU's kthvalue is one block per row: sort instead
+    if bracket is None and _median_by_sort(flat.device):
         ordered = flat.sort(dim=1).values
         lower, upper = ordered[:, k_lo], ordered[:, k_hi]
         return 0.5 * (lower + upper), None, None
@@ -243,6 +243,12 @@ def _median_sq_distance(d2: torch.Tensor, bracket: torch.Tensor | None, brackete
                           (high - upper) / (high_rank - k_hi).clamp(min=1)) * BRACKET_RANKS
     next_bracket = torch.stack([lower - width, upper + width], dim=1)
     return 0.5 * (lower + upper), next_bracket, valid
+
+
+def _median_by_sort(device: torch.device) -> bool:
+    """Off the CPU the unbracketed median is read off a (segmented radix) sort: a GPU's kthvalue is
+    one block per row."""
+    return device.type != "cpu"
 
 
 def _check_particles_in(particles: torch.Tensor) -> torch.Tensor:
