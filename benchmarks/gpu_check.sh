@@ -27,7 +27,8 @@ part() {  # part NAME COMMAND...: run it, keep its output
 }
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee "$out/gpu.txt"
-part tests python -m pytest -q -p no:cacheprovider tests/test_capture.py tests/test_convolutions.py
+part tests python -m pytest -q -p no:cacheprovider tests/test_capture.py tests/test_convolutions.py \
+  tests/test_sampling.py::test_svgd_steps_read_no_value_back_to_the_host
 part step python benchmarks/bench_step.py ${STEP_ARGS:---repeats 20 --tf32 on off}
 # The same steps with cuDNN timing its algorithms for each shape (training uses its heuristics).
 part step_tuned python benchmarks/bench_step.py --cudnn-benchmark --no-baseline ${STEP_ARGS:---repeats 20}

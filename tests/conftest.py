@@ -5,7 +5,13 @@ import contextlib
 import pytest
 import torch
 
+from torch.utils._python_dispatch import TorchDispatchMode
+
 HOST_READS = ("item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__", "__index__")
+# aten ops that make the host wait for a GPU: a value read back, or an output sized by the values
+SYNCING_OPS = frozenset({"aten._local_scalar_dense", "aten.nonzero", "aten.masked_select", "aten._unique",
+                         "aten._unique2", "aten.unique_dim", "aten.unique_consecutive", "aten.bincount",
+                         "aten.histc", "aten.equal", "aten.is_nonzero", "aten.masked_scatter"})
 
 
 @pytest.fixture(autouse=True)
@@ -22,25 +28,71 @@ def one_torch_thread():
     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
 
 
-@pytest.fixture
-def host_reads_refused():
-    """``with host_reads_refused(what): ...``: inside, reading a tensor's value back to the host
-    (``item``, ``bool``, ``float`` and the like; each a host sync on a GPU) raises an AssertionError
-    that names ``what`` and the read."""
-    @contextlib.contextmanager
-    def refused(what: str):
-        saved = {name: getattr(torch.Tensor, name) for name in HOST_READS}
+class _SyncingOps(TorchDispatchMode):
+    """Calls ``seen(op name)`` for each aten op that would make the host wait for a GPU
+    (SYNCING_OPS, a boolean-mask index, a repeat_interleave of unknown size, a copy between
+    devices) before running it."""
 
-        def refuse(name):
-            def read(*args, **kwargs):
-                raise AssertionError(f"{what} called Tensor.{name}")
-            return read
+    def __init__(self, seen):
+        super().__init__()
+        self.seen = seen
 
-        for name in HOST_READS:
-            setattr(torch.Tensor, name, refuse(name))
-        try:
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = str(func.overloadpacket)
+        masks = name in ("aten.index", "aten.index_put", "aten.index_put_") and any(
+            isinstance(i, torch.Tensor) and i.dtype in (torch.bool, torch.uint8) for i in args[1] if i is not None)
+        sized = name == "aten.repeat_interleave" and kwargs.get("output_size", args[-1] if len(args) > 2 else None) is None
+        tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+        crosses = name in ("aten._to_copy", "aten.copy_") and (
+            len({t.device for t in tensors}) > 1 or kwargs.get("device", tensors[0].device) != tensors[0].device)
+        if name in SYNCING_OPS or masks or sized or crosses:
+            self.seen(f"ran {func}")
+        return func(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def _host_syncs(seen):
+    """Inside, ``seen(what)`` is called for each read of a tensor's value back to the host (``item``,
+    ``bool``, ``float`` and the like, at the Python level; ``_local_scalar_dense`` below it) and each
+    aten op that syncs without a visible read (``nonzero``, a boolean-mask index, ``unique``, a copy
+    between devices, ...): everything that would make the host wait for a GPU."""
+    saved = {name: getattr(torch.Tensor, name) for name in HOST_READS}
+
+    def watched(name):
+        def read(*args, **kwargs):
+            seen(f"called Tensor.{name}")
+            return saved[name](*args, **kwargs)
+        return read
+
+    for name in HOST_READS:
+        setattr(torch.Tensor, name, watched(name))
+    try:
+        with _SyncingOps(seen):
             yield
-        finally:
-            for name, method in saved.items():
-                setattr(torch.Tensor, name, method)
-    return refused
+    finally:
+        for name, method in saved.items():
+            setattr(torch.Tensor, name, method)
+
+
+@pytest.fixture
+def host_syncs_refused():
+    """``with host_syncs_refused(what): ...``: inside, anything that would make the host wait for a
+    GPU (see ``_host_syncs``) raises an AssertionError naming ``what`` and the sync."""
+    def refuse(what: str):
+        def seen(sync: str):
+            raise AssertionError(f"{what} {sync}, which would wait for a GPU")
+        return _host_syncs(seen)
+    return refuse
+
+
+@pytest.fixture
+def host_syncs_counted():
+    """``with host_syncs_counted() as syncs: ...``: ``syncs`` lists, in order, everything inside
+    that would make the host wait for a GPU (see ``_host_syncs``)."""
+    @contextlib.contextmanager
+    def counted():
+        syncs: list[str] = []
+        with _host_syncs(syncs.append):
+            yield syncs
+    return counted

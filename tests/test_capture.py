@@ -108,15 +108,39 @@ def test_the_backward_into_the_parameters_computes_no_data_gradient(monkeypatch)
 
 
 @pytest.mark.parametrize("method", ["fisher_ae", "vae", "wae_gan"])
-def test_a_step_reads_no_value_back_to_the_host(method, host_reads_refused):
+def test_a_step_reads_no_value_back_to_the_host(method, host_syncs_refused):
     """On a GPU each of these would wait for the device (a host sync, and no CUDA graph): the step
     leaves its loss terms and gradient norms on the device for the ledger to check every 50 batches."""
     step = _training_step(method, "cpu", "eager")
     first, second = _batches("cpu", sizes=(8, 8))
     step(first)  # the first step sets up what it keeps (Adam's state)
-    with host_reads_refused("the training step"):
+    with host_syncs_refused("the training step"):
         row = step(second)
     assert row.shape == (len(step.names),) and torch.isfinite(row).all()
+
+
+SYNCS = {  # what the refusal names: a sync of that kind
+    "Tensor.item": lambda x: x.sum().item(), "Tensor.__bool__": lambda x: bool(x.sum() > 0),
+    "Tensor.tolist": lambda x: x.tolist(), "aten.index.Tensor": lambda x: x[x > 0],
+    "aten.index_put_": lambda x: x.clone().index_put_((x > 0,), torch.tensor(1.0)),
+    "aten.nonzero": lambda x: torch.nonzero(x), "aten.masked_select": lambda x: x.masked_select(x > 0),
+    "aten._unique2": lambda x: x.unique(), "aten.equal": lambda x: torch.equal(x, x),
+    "aten.repeat_interleave.Tensor": lambda x: x.repeat_interleave(x.long().abs()[:, 0], dim=0),
+    "aten._to_copy": lambda x: x.to("meta")}
+
+
+@pytest.mark.parametrize("sync", SYNCS)
+def test_host_syncs_refused_catches_each_kind(sync, host_syncs_refused):
+    """The fixture the no-host-sync tests use refuses each kind of sync, and lets the ops a step
+    uses through (their results unchanged)."""
+    x = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
+    with host_syncs_refused("this"), pytest.raises(AssertionError, match=f"^this (called|ran) {re.escape(sync)}"):
+        SYNCS[sync](x)
+    with host_syncs_refused("this"):
+        kept = (x.sort(dim=1).values, x.kthvalue(2, dim=1).values, torch.where(x > 0, x, 0.0).sum(),
+                x.index_select(0, torch.tensor([2, 0])), x.repeat_interleave(2, dim=0, output_size=8), x.clone())
+    torch.testing.assert_close(kept[0], x.sort(dim=1).values)
+    assert kept[4].shape == (8, 3)
 
 
 def test_step_modes_are_checked():

@@ -5,6 +5,7 @@ against an independent numerical integration, the refusals for unnormalisable pr
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -168,27 +169,40 @@ def test_sorted_median_matches_numpy(n, monkeypatch):
     assert bracket is None and hit is None and med2.tolist() == pytest.approx(expected, rel=1e-12)
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU"))])
 @pytest.mark.parametrize("by_sort", [False, True])
 @pytest.mark.parametrize("bandwidth", [None, 0.7])
-def test_svgd_steps_read_no_value_back_to_the_host(by_sort, bandwidth, host_reads_refused, monkeypatch):
+def test_svgd_steps_read_no_value_back_to_the_host(device, by_sort, bandwidth, host_syncs_refused, monkeypatch):
     """On a GPU each read would be a host sync: between its checks (every 50 steps) SVGD leaves
     everything on the device. The GPU's path (no bracket; the median by kthvalue, or read off a sort
-    as on a GPU) on a K = 4 prior's score, two particle sets at once; reads are refused inside the
-    steps and allowed in the checks."""
+    as on a GPU) on a K = 4 prior's score, two particle sets at once; syncs are refused inside the
+    steps (on a GPU by torch.cuda's sync debug mode too) and allowed in the checks."""
     monkeypatch.setattr(svgd_module, "_median_by_sort", lambda device: by_sort)
     sorts, steps, real_sort, real_step = [], [], torch.Tensor.sort, svgd_module._svgd_step
     monkeypatch.setattr(torch.Tensor, "sort", lambda *a, **k: sorts.append(1) or real_sort(*a, **k))
 
     def step(*args):
         steps.append(args[-2:])  # (exact, bracketed)
-        with host_reads_refused(f"SVGD step {len(steps)}"):
+        with host_syncs_refused(f"SVGD step {len(steps)}"), _cuda_syncs_refused(device):
             real_step(*args)
 
     monkeypatch.setattr(svgd_module, "_svgd_step", step)
-    x0 = torch.randn(2, 40, 2, generator=torch.Generator().manual_seed(0))
-    out = svgd(asymmetric_k4_prior(2).score, x0, 120, 1e-2, bandwidth=bandwidth)
+    x0 = torch.randn(2, 40, 2, generator=torch.Generator().manual_seed(0)).to(device)
+    out = svgd(asymmetric_k4_prior(2).to(device).score, x0, 120, 1e-2, bandwidth=bandwidth)
     assert steps == [(True, False)] * 120 and torch.isfinite(out).all() and not torch.equal(out, x0)
     assert len(sorts) == (120 if by_sort and bandwidth is None else 0)
+
+
+@contextlib.contextmanager
+def _cuda_syncs_refused(device: str):
+    if device == "cuda":
+        torch.cuda.set_sync_debug_mode("error")
+    try:
+        yield
+    finally:
+        if device == "cuda":
+            torch.cuda.set_sync_debug_mode("default")
 
 
 @pytest.mark.parametrize("n", [9, 130])

@@ -108,6 +108,22 @@ def test_each_method_trains_and_saves(tmp_path, dataset, model):
     assert loaded.reconstruct(x).shape == x.shape
 
 
+@pytest.mark.parametrize("model", ["fisher_ae_poly", "vae", "wae_gan"])
+def test_the_train_loop_syncs_with_the_device_only_at_its_checks(tmp_path, model, host_syncs_counted):
+    """Per batch, the loop runs the step (no sync: tests/test_capture.py), gathers the next batch
+    and records the step's row on the device: an epoch of 12 batches (below CHECK_EVERY, so one
+    check at its end) makes exactly the host syncs of an epoch of 2, the same ones in the same order
+    (after a first run has filled the process's caches)."""
+    assert 12 < training.CHECK_EVERY
+    syncs = {}
+    for batches in (1, 2, 12):
+        with host_syncs_counted() as syncs[batches]:
+            train(make_config(n_train=32 * batches), "mnist", model, seed=0, outdir=tmp_path / str(batches),
+                  device="cpu", progress=False)
+    assert syncs[12] == syncs[2], syncs
+    assert "ran aten.nonzero.default" in syncs[2]  # the ledger's check, once
+
+
 def test_same_seed_same_weights_other_seed_other_weights(tmp_path):
     config = make_config(n_train=64)
     runs = [state(load_model(train(config, "mnist", "vae", seed, tmp_path / f"{i}", "cpu", progress=False)))
