@@ -42,7 +42,7 @@ class _SyncingOps(TorchDispatchMode):
         name = str(func.overloadpacket)
         masks = name in ("aten.index", "aten.index_put", "aten.index_put_") and any(
             isinstance(i, torch.Tensor) and i.dtype in (torch.bool, torch.uint8) for i in args[1] if i is not None)
-        sized = name == "aten.repeat_interleave" and kwargs.get("output_size", args[-1] if len(args) > 2 else None) is None
+        sized = name == "aten.repeat_interleave" and kwargs.get("output_size") is None  # keyword-only
         tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
         crosses = name in ("aten._to_copy", "aten.copy_") and (
             len({t.device for t in tensors}) > 1 or kwargs.get("device", tensors[0].device) != tensors[0].device)
