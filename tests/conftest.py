@@ -4,7 +4,6 @@ import contextlib
 
 import pytest
 import torch
-
 from torch.utils._python_dispatch import TorchDispatchMode
 
 HOST_READS = ("item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__", "__index__")
