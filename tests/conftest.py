@@ -77,12 +77,22 @@ def _host_syncs(seen):
 @pytest.fixture
 def host_syncs_refused():
     """``with host_syncs_refused(what): ...``: inside, anything that would make the host wait for a
-    GPU (see ``_host_syncs``) raises an AssertionError naming ``what`` and the sync."""
-    def refuse(what: str):
+    GPU (see ``_host_syncs``) raises an AssertionError naming ``what`` and the sync; where there is a
+    GPU, torch.cuda's sync debug mode raises on any sync it sees as well."""
+    @contextlib.contextmanager
+    def refused(what: str):
         def seen(sync: str):
             raise AssertionError(f"{what} {sync}, which would wait for a GPU")
-        return _host_syncs(seen)
-    return refuse
+        gpu = torch.cuda.is_available()
+        if gpu:
+            torch.cuda.set_sync_debug_mode("error")
+        try:
+            with _host_syncs(seen):
+                yield
+        finally:
+            if gpu:
+                torch.cuda.set_sync_debug_mode("default")
+    return refused
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ against an independent numerical integration, the refusals for unnormalisable pr
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import numpy as np
@@ -177,14 +176,14 @@ def test_svgd_steps_read_no_value_back_to_the_host(device, by_sort, bandwidth, h
     """On a GPU each read would be a host sync: between its checks (every 50 steps) SVGD leaves
     everything on the device. The GPU's path (no bracket; the median by kthvalue, or read off a sort
     as on a GPU) on a K = 4 prior's score, two particle sets at once; syncs are refused inside the
-    steps (on a GPU by torch.cuda's sync debug mode too) and allowed in the checks."""
+    steps (on a GPU by torch.cuda's sync debug mode too, the fixture's) and allowed in the checks."""
     monkeypatch.setattr(svgd_module, "_median_by_sort", lambda device: by_sort)
     sorts, steps, real_sort, real_step = [], [], torch.Tensor.sort, svgd_module._svgd_step
     monkeypatch.setattr(torch.Tensor, "sort", lambda *a, **k: sorts.append(1) or real_sort(*a, **k))
 
     def step(*args):
         steps.append(args[-2:])  # (exact, bracketed)
-        with host_syncs_refused(f"SVGD step {len(steps)}"), _cuda_syncs_refused(device):
+        with host_syncs_refused(f"SVGD step {len(steps)}"):
             real_step(*args)
 
     monkeypatch.setattr(svgd_module, "_svgd_step", step)
@@ -193,16 +192,6 @@ def test_svgd_steps_read_no_value_back_to_the_host(device, by_sort, bandwidth, h
     assert steps == [(True, False)] * 120 and torch.isfinite(out).all() and not torch.equal(out, x0)
     assert len(sorts) == (120 if by_sort and bandwidth is None else 0)
 
-
-@contextlib.contextmanager
-def _cuda_syncs_refused(device: str):
-    if device == "cuda":
-        torch.cuda.set_sync_debug_mode("error")
-    try:
-        yield
-    finally:
-        if device == "cuda":
-            torch.cuda.set_sync_debug_mode("default")
 
 
 @pytest.mark.parametrize("n", [9, 130])
