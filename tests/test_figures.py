@@ -1,5 +1,6 @@
 """The paper's figures from their inputs as library code (fisherae.figures): bad inputs named."""
 
+import numpy as np
 import pytest
 
 from fisherae.config import validate_config
@@ -26,3 +27,7 @@ def test_missing_or_foreign_inputs_are_named(tmp_path):
     (tmp_path / "bad.npz").write_text("not an npz")
     with pytest.raises(UserError, match="bad.npz is not a latent NPZ written by `python -m fisherae latent`"):
         read_embeddings([str(tmp_path / "bad.npz")])
+    np.savez(tmp_path / "cut.npz", embeddings=np.zeros((2, 3, 5, 2)), labels=np.arange(5))
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "cut.npz").read_bytes()[:-40])  # an interrupted copy
+    with pytest.raises(UserError, match=r"cut.npz is not a latent NPZ .* \(not a whole NPZ archive"):
+        read_embeddings([str(tmp_path / "cut.npz")])

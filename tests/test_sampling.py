@@ -464,6 +464,33 @@ def test_samples_file_reader_refuses_bad_files(tmp_path, arrays, message):
     assert message in str(err.value) and str(path) in str(err.value)
 
 
+@pytest.mark.parametrize("spoil, message", [
+    (lambda path: path.write_bytes(path.read_bytes()[:-40]), "not a whole NPZ archive"),  # cut short
+    (lambda path: np.save(path.with_suffix(""), np.zeros((1, 4, 3))) or path.with_suffix(".npy").replace(path),
+     "a single array of shape (1, 4, 3), not an NPZ archive"),
+    (lambda path: np.savez(path, z=np.full((1, 4, 3), "a"), method="svgd"), "z holds <U1 values, not floating-point"),
+    (lambda path: path.write_bytes(b"\xff\xfe not an archive"), "unreadable or lacks z/method"),
+])
+def test_samples_file_reader_names_a_spoilt_file(tmp_path, spoil, message):
+    """A samples file cut short (an interrupted copy), a lone .npy or a file of strings: one clear
+    SamplesFileError naming the file, never numpy's or zipfile's traceback."""
+    path = tmp_path / "s.npz"
+    write_samples(path, LatentSamples(torch.randn(1, 4, 3), "svgd", 0.1), normalisable=False)
+    spoil(path)
+    with pytest.raises(SamplesFileError) as err:
+        read_samples(path, 3)
+    assert message in str(err.value) and str(path) in str(err.value) and "rerun" in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["draws.dat", "draws"])
+def test_samples_file_keeps_the_name_it_is_given(tmp_path, name):
+    """numpy's savez appends .npz to a bare name: the file goes exactly where asked, no temporary file left."""
+    z = torch.randn(1, 4, 3)
+    assert write_samples(tmp_path / name, LatentSamples(z, "svgd", 0.1), normalisable=False) == tmp_path / name
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+    assert np.array_equal(read_samples(tmp_path / name, 3)[0], z.numpy())
+
+
 # --------------------------------------------------------------------------- the report (fisherae.sampling_report)
 
 def test_sampling_report_of_gaussian_draws_and_the_runaway_warning():

@@ -23,11 +23,11 @@ import pandas as pd
 import torch
 from sklearn.cluster import KMeans
 
-from fisherae.checkpoint import atomic_write
 from fisherae.errors import UserError
 from fisherae.evaluation import add_noise, batch_noise
 from fisherae.metrics import nmi
 from fisherae.models import AutoEncoder
+from fisherae.npz import read_npz, write_npz
 
 NMI_COLUMNS = ["dataset", "model", "seed", "sigma2", "tsne_seed", "nmi"]
 TSNE_BACKENDS = ("opentsne", "sklearn")
@@ -98,9 +98,9 @@ def latent_robustness(model: AutoEncoder, images: torch.Tensor, labels: np.ndarr
 def write_embeddings(path: str, embeddings: np.ndarray, labels: np.ndarray, sigma2s: list[float],
                      tsne_seeds: list[int], dataset: str, model: str, seed: int) -> None:
     """The t-SNE embeddings of one model (Figure 4's input) as an NPZ at ``path``, atomically."""
-    atomic_write(path, lambda tmp: np.savez(
-        tmp, embeddings=embeddings, labels=labels, sigma2=np.asarray(sigma2s, dtype=float),
-        tsne_seeds=np.asarray(tsne_seeds), dataset=dataset, model=model, seed=seed))
+    write_npz(path, {"embeddings": embeddings, "labels": labels, "sigma2": np.asarray(sigma2s, dtype=float),
+                     "tsne_seeds": np.asarray(tsne_seeds), "dataset": np.asarray(dataset),
+                     "model": np.asarray(model), "seed": np.asarray(seed)})
 
 
 def read_embeddings(paths: list[str]) -> list[dict]:
@@ -108,8 +108,7 @@ def read_embeddings(paths: list[str]) -> list[dict]:
     out = []
     for path in paths:
         try:
-            with np.load(path) as npz:
-                out.append({k: (npz[k].item() if npz[k].ndim == 0 else npz[k]) for k in npz.files})
+            out.append({k: (v.item() if v.ndim == 0 else v) for k, v in read_npz(path).items()})
         except (OSError, ValueError) as err:
             raise UserError(f"{path} is not a latent NPZ written by `python -m fisherae latent` ({err})") from err
     return out

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fisherae.checkpoint import atomic_write
 from fisherae.errors import SamplesFileError
 from fisherae.exact_sampler import sample_prior
+from fisherae.npz import read_npz, write_npz
 from fisherae.prior_analysis import escape_region, marginal_grid, natural_parameters
 from fisherae.priors import GaussianPrior, factor_problem
 from fisherae.svgd import ESCAPE_FACTOR, svgd
@@ -146,7 +146,7 @@ def write_samples(path: str | Path, samples: LatentSamples, normalisable: bool) 
     if samples.z_exact is not None:
         arrays |= {"z_exact": samples.z_exact.numpy().astype(np.float32),
                    "seconds_exact": np.array(samples.seconds_exact)}
-    return atomic_write(path, lambda tmp: np.savez(tmp, **arrays))
+    return write_npz(path, arrays)
 
 
 def read_samples(path: str | Path, latent_dim: int, exact: bool = False) -> tuple[np.ndarray, str]:
@@ -157,10 +157,10 @@ def read_samples(path: str | Path, latent_dim: int, exact: bool = False) -> tupl
     if not Path(path).is_file():
         raise SamplesFileError(f"samples file {path} does not exist; run `python -m fisherae sample` first")
     try:
-        with np.load(path) as npz:
-            z, method = npz["z"], str(npz["method"])
-            if exact and method != "exact" and "z_exact" in npz:
-                z, method = npz["z_exact"], "exact"
+        npz = read_npz(path)
+        z, method = npz["z"], str(npz["method"])
+        if exact and method != "exact" and "z_exact" in npz:
+            z, method = npz["z_exact"], "exact"
     except (OSError, ValueError, KeyError) as err:
         raise SamplesFileError(f"samples file {path} is unreadable or lacks z/method ({err}); "
                                "delete it and rerun `python -m fisherae sample`") from err
@@ -168,6 +168,9 @@ def read_samples(path: str | Path, latent_dim: int, exact: bool = False) -> tupl
         raise SamplesFileError(f"samples file {path} holds {method} draws and no exact ones: the exact sampler "
                                "runs only for a normalisable prior (N(0, I), or a polynomial prior with "
                                "poly_normalisable and an even poly_order); score its draws without --exact")
+    if z.dtype.kind != "f":
+        raise SamplesFileError(f"samples file {path}: z holds {z.dtype} values, not floating-point draws; "
+                               "delete it and rerun `python -m fisherae sample`")
     if z.ndim != 3 or z.shape[0] < 1 or z.shape[1] < 1 or z.shape[2] != latent_dim:
         raise SamplesFileError(f"samples file {path}: z has shape {z.shape}, expected [n_draws, n_samples, "
                                f"{latent_dim}] for this checkpoint; rerun `sample` with the matching checkpoint")
