@@ -321,6 +321,28 @@ def test_publish_copies_with_checksums_and_replaces_atomically(tmp_path, capsys)
     assert [p.name for p in out.parent.iterdir()] == ["run"]  # no staging or backup left behind
 
 
+def test_publish_puts_the_old_run_back_when_the_new_one_cannot_be_moved_in(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from fisherae import publish
+
+    old, new = tmp_path / "run", tmp_path / ".staging"
+    (old / "figures").mkdir(parents=True)
+    (old / "figures" / "f1.png").write_text("published before")
+    new.mkdir()
+    rename = Path.rename
+
+    def refuse_the_new_one(self, target):
+        if self == new:
+            raise OSError(28, "No space left on device")
+        return rename(self, target)
+    monkeypatch.setattr(Path, "rename", refuse_the_new_one)
+    with pytest.raises(OSError, match="No space left"):
+        publish._replace_dir(new, old)
+    assert (old / "figures" / "f1.png").read_text() == "published before"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".staging", "run"]  # no backup left hidden
+
+
 def test_publish_refuses_a_run_without_figures(tmp_path, capsys):
     (tmp_path / "results").mkdir()
     assert main(["publish", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "out")]) == 2

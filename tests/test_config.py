@@ -237,6 +237,24 @@ def test_a_dag_config_is_written_once_under_its_hash(tmp_path):
     assert sorted(p.name for p in path.parent.iterdir()) == sorted([path.name, other.name])  # no temp files left
 
 
+def test_a_failed_write_of_a_dag_config_leaves_no_temporary_file(tmp_path, monkeypatch):
+    def full_disk(self, text):
+        self.open("w").write(text[:10])
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        freeze_config(_smoke(), tmp_path)
+    assert list((tmp_path / "configs").iterdir()) == []
+
+
+def test_a_config_file_that_is_not_one_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=f"config file {tmp_path} is not a file; pass --config"):
+        load_config(tmp_path)
+    (tmp_path / "model.yaml").write_bytes(b"\x80\x02 a pickle, not YAML")
+    with pytest.raises(ConfigError, match="model.yaml: not valid YAML"):
+        load_config(tmp_path / "model.yaml")
+
+
 def test_a_dry_run_with_another_config_changes_nothing_a_scheduled_job_reads(tmp_path):
     """A real run's data job is scheduled, then held before it starts (a `python` on PATH that waits
     for a file); a dry run with another n_train runs meanwhile; the job then counts the images of its

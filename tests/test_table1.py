@@ -36,3 +36,6 @@ def test_read_fid_csvs_names_a_file_that_is_not_one(tmp_path):
     (tmp_path / "empty.csv").write_text("")
     with pytest.raises(UserError, match="cannot read .*empty.csv"):
         read_fid_csvs([str(tmp_path / "empty.csv")])
+    (tmp_path / "binary.csv").write_bytes(b"\xff\xfe\x00 a model file, not a CSV")
+    with pytest.raises(UserError, match="cannot read .*binary.csv .*rerun `python -m fisherae fid`"):
+        read_fid_csvs([str(tmp_path / "binary.csv")])

@@ -398,5 +398,5 @@ def classifier_accuracy(path: str | None) -> str:
     try:
         metrics = json.loads(Path(path).read_text())
         return f"domain classifier test accuracy {metrics['test_accuracy']:.4f} ({metrics['n_test']} test digits)"
-    except (OSError, ValueError, KeyError) as err:
+    except (OSError, ValueError, KeyError, TypeError) as err:
         raise UserError(f"{path} is not the metrics JSON written by `train-classifier` ({err})") from err

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with sigterm_interrupts():
             args.run(args)
-    except (FisherAEError, FileNotFoundError) as err:
+    except (FisherAEError, OSError) as err:  # OSError: a path missing, unwritable, a full disk
         print(f"fisherae {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM: one line, no traceback

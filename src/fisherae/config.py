@@ -152,10 +152,11 @@ def load_config(path: str | Path) -> dict:
     """Read, validate and default-fill a YAML configuration file."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist; pass --config with one of config/*.yaml")
+        problem = "is not a file" if path.exists() else "does not exist"
+        raise ConfigError(f"config file {path} {problem}; pass --config with one of config/*.yaml")
     try:
         config = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
     return validate_config(config, str(path))
 
@@ -176,13 +177,13 @@ def freeze_config(config: dict, results: str | Path) -> Path:
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(text)
         try:
+            tmp.write_text(text)
             os.link(tmp, path)  # appears complete, and only if no other invocation made it first
         except FileExistsError:
             pass
         finally:
-            tmp.unlink()
+            tmp.unlink(missing_ok=True)
     return path
 
 

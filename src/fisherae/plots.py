@@ -21,6 +21,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
@@ -29,6 +30,7 @@ from PIL import Image, PngImagePlugin  # noqa: E402
 
 from fisherae.checkpoint import atomic_write  # noqa: E402
 from fisherae.claims import COLLAPSED  # noqa: E402
+from fisherae.errors import UserError  # noqa: E402
 from fisherae.evaluation import normalise_by_clean  # noqa: E402
 from fisherae.paper import TABLE1  # noqa: E402
 
@@ -336,9 +338,22 @@ def read_grid_png(path: str | Path) -> tuple[np.ndarray, dict]:
         return np.asarray(img), json.loads(text)
 
 
+def figure_format(path: str | Path) -> str:
+    """The image format ``path``'s suffix names (png, pdf, svg, ...); a UserError for a suffix
+    matplotlib cannot write, or none."""
+    suffix = Path(path).suffix.lower().lstrip(".")
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if suffix not in formats:
+        raise UserError(f"{path}: a figure's file name must end in an image format's suffix, one of "
+                        f"{', '.join('.' + f for f in sorted(formats))} (e.g. .png); got {'.' + suffix if suffix else 'no suffix'}")
+    return suffix
+
+
 def save_figure(fig: plt.Figure, path: str | Path, dpi: int = DPI) -> Path:
-    """Write ``fig`` to ``path`` (format from the suffix), atomically, and close it."""
+    """Write ``fig`` to ``path`` in the format its suffix names (``figure_format``), atomically,
+    and close it."""
     try:
-        return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi))
+        image_format = figure_format(path)
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format=image_format))
     finally:
         plt.close(fig)

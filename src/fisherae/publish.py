@@ -75,5 +75,10 @@ def _replace_dir(new: Path, old: Path) -> None:
     backup = old.with_name(f".{old.name}.old.{os.getpid()}")
     if old.exists():
         old.rename(backup)
-    new.rename(old)
+    try:
+        new.rename(old)
+    except BaseException:
+        if backup.exists():
+            backup.rename(old)
+        raise
     shutil.rmtree(backup, ignore_errors=True)

@@ -168,7 +168,7 @@ READERS: dict[str, Callable[[pd.DataFrame, str], tuple[list, list[str]]]] = {
 def _read(path: Path) -> pd.DataFrame:
     try:
         return pd.read_csv(path)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+    except (OSError, ValueError) as err:  # pandas' parser errors and a file not UTF-8 are ValueErrors
         raise UserError(f"{path} is not a readable per-run CSV ({err}); regenerate it with the pipeline") from err
 
 

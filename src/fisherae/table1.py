@@ -24,7 +24,7 @@ def read_fid_csvs(paths: list[str]) -> pd.DataFrame:
     for path in paths:
         try:
             frame = pd.read_csv(path, dtype={"draw": str}, keep_default_na=False, na_values=[""])
-        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        except (OSError, ValueError) as err:  # pandas' parser errors and a file not UTF-8 are ValueErrors
             raise UserError(f"table1: cannot read {path} ({err}); rerun `python -m fisherae fid` for it") from err
         missing = set(FID_COLUMNS) - set(frame.columns)
         if missing:

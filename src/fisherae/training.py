@@ -294,8 +294,8 @@ class _Run:
                                "metrics": self.metrics}, self.outdir / CHECKPOINT_FILE)
             self.saved = epoch
             self._write_metrics()
-            with open(self.outdir / LOG_FILE, "a") as log:
-                log.write(line + "\n")
+            log = self.outdir / LOG_FILE  # appended by a whole rewrite: never a half-written line
+            atomic_write_text(log, (log.read_text() if log.is_file() else "") + line + "\n")
             _say(line)
 
     def _epoch_line(self, epoch: int, means: dict, held: dict, seconds: float, n_items: int) -> str:

@@ -24,6 +24,7 @@ def run_figure(args) -> None:
     from fisherae.figures import paper_figure
 
     config = read_config(args)
+    plots.figure_format(args.out)  # a name matplotlib cannot write refused before the work
     fig, tidy = paper_figure(args.name, args.inputs, config)
     plots.save_figure(fig, args.out)
     if args.out_csv:
