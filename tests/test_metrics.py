@@ -314,3 +314,17 @@ def test_table1_marks_only_celeba_inception_at_full_size_as_comparable():
     for gap in ("datasets.celeba.source = embedded", "datasets.celeba.n_test = 20", "training.epochs = 2",
                 "K = 4, normalisable form = True"):
         assert gap in poly.note
+
+
+@pytest.mark.parametrize("own, fallback, comparable", [(3, 5, "no"), (5, 3, "yes")])
+def test_table1_judges_a_models_own_prior_order(own, fallback, comparable):
+    """models.<name>.poly_order overrides training.poly_order for that model (the schema): Table 1's
+    paper-setting check reads the model's own K, not the fallback."""
+    from fisherae.table1 import table1
+    config = _paper_celeba_config(poly_order=fallback)
+    config["models"]["fisher_ae_poly"]["poly_order"] = own
+    rows = [{"dataset": "celeba", "model": "fisher_ae_poly", "seed": 0, "features": "inception-pool3-2048",
+             "draw": "0", "n_samples": 10000, "n_real": 19962, "sampler": "svgd", "fid": 80.0, "fid_sd": np.nan,
+             "status": "ok", "reason": ""}]
+    poly = table1(pd.DataFrame(rows), config).set_index("algorithm").loc["Fisher AE (Exp. prior)"]
+    assert poly.comparable == comparable and (f"K = {own}," in poly.note) == (comparable == "no")

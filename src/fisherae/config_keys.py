@@ -81,7 +81,7 @@ READS = {
     "fid": Reads((*_TEST_SPLIT, "evaluation.fid.features", "evaluation.fid.batch_size"), _MODEL_FILE),
     "figure": Reads(("models.*.label", "training.epochs", "datasets.*.source", "datasets.*.width")),
     "table1": Reads(("models.*.label", *_ROLES, *(f"datasets.{TABLE1.dataset}.{key}" for key in TABLE1.data),
-                     *(f"training.{key}" for key in TABLE1.training), "training.poly_order",
+                     *(f"training.{key}" for key in TABLE1.training), "models.*.poly_order", "training.poly_order",
                      "training.poly_normalisable")),  # the paper's setting (fisherae.table1.paper_setting_gaps)
     "claims": Reads(("results", "seeds", "models.*.label", *_ROLES, "evaluation.grids.noise_sigma2.mnist")),
 }

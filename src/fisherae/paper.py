@@ -45,7 +45,7 @@ class Table:
     stem: str  # its files under <results>/tables/: <stem>.csv and <stem>.md
     dataset: str
     fid: dict[str, tuple[float, float]]  # algorithm -> (mean, sd) as reported
-    min_samples: int  # samples per FID
+    min_samples: int  # samples per FID: the paper states none; Heusel et al. (2017) recommend at least 10 000
     data: dict  # datasets.celeba keys
     training: dict  # training keys
     poly_order: int  # K of the polynomial prior (eq. 13), in its unconstrained form

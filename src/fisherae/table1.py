@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from fisherae.config import model_setting
 from fisherae.errors import UserError
 from fisherae.fid import FID_COLUMNS
 from fisherae.markdown import markdown_table
@@ -41,10 +42,11 @@ def paper_setting_gaps(config: dict, model: str) -> list[str]:
             for key, value in TABLE1.data.items() if settings[key] != value]
     gaps += [f"training.{key} = {training[key]} (paper: {value})"
              for key, value in TABLE1.training.items() if training[key] != value]
-    if config["models"].get(model, {}).get("prior") == "polynomial" and \
-            (training["poly_order"], training["poly_normalisable"]) != (TABLE1.poly_order, False):
-        gaps.append(f"polynomial prior K = {training['poly_order']}, normalisable form = "
-                    f"{training['poly_normalisable']} (paper: K = {TABLE1.poly_order}, unconstrained)")
+    if config["models"].get(model, {}).get("prior") == "polynomial":
+        order, normalisable = (model_setting(config, model, key) for key in ("poly_order", "poly_normalisable"))
+        if (order, normalisable) != (TABLE1.poly_order, False):
+            gaps.append(f"polynomial prior K = {order}, normalisable form = {normalisable} "
+                        f"(paper: K = {TABLE1.poly_order}, unconstrained)")
     return gaps
 
 
@@ -121,7 +123,8 @@ def table1_markdown(table: pd.DataFrame) -> str:
     lines += ["", "The paper's numbers are FIDs on CelebA 64×64 with Inception pool3 (2048-d) features "
               "(Elkhalil et al., 2021, Table 1). Ours are comparable only for CelebA with "
               "`inception-pool3-2048` features and at least "
-              f"{TABLE1.min_samples} samples; `mnist-classifier-penultimate` is the Fréchet distance in the "
+              f"{TABLE1.min_samples} samples (the paper states no count: this is the minimum Heusel et al., "
+              "2017, recommend); `mnist-classifier-penultimate` is the Fréchet distance in the "
               "penultimate layer of a small MNIST classifier trained here (Inception features fit 28×28 "
               "digits poorly) and has no counterpart in the paper. Mean ± sd over all seeds × draws.", ""]
     return "\n".join(lines)

@@ -1,5 +1,5 @@
 """Training one model on one data set with one seed: Fisher AE (eq. 11), VAE (eq. 2) or
-WAE-GAN (Tolstikhin et al., 2018, Algorithm 2), with Adam as in the paper (Section 4).
+WAE-GAN (Tolstikhin et al., 2018, Algorithm 1), with Adam as in the paper (Section 4).
 
 Resumable: after every epoch ``checkpoint.pt`` (weights, optimiser states, epoch, the
 metrics so far and a fingerprint of the training-relevant configuration) and
@@ -489,7 +489,7 @@ def _vae_step(run: TrainingStep, x: torch.Tensor, eps: torch.Tensor) -> dict[str
 
 
 def _wae_gan_step(run: TrainingStep, x: torch.Tensor, z_prior: torch.Tensor, *eps: torch.Tensor) -> dict[str, torch.Tensor]:
-    """WAE-GAN (Tolstikhin et al., 2018, Algorithm 2): an adversary step on prior draws
+    """WAE-GAN (Tolstikhin et al., 2018, Algorithm 1): an adversary step on prior draws
     z ~ N(0, I) against the codes, then an encoder/decoder step on
     ||x - f(z)||^2 + lambda * GAN penalty with the updated adversary."""
     model, extra = run.model, run.model.spec.extra
