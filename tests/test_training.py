@@ -311,7 +311,7 @@ def test_checkpoint_of_another_configuration_is_not_resumed(tmp_path):
     assert (tmp_path / "checkpoint.pt").read_bytes() == before
 
 
-@pytest.mark.parametrize("damage", ["truncate", "garbage", "other format"])
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "other format", "keys missing"])
 def test_corrupt_training_checkpoint_is_a_clear_error(tmp_path, damage):
     train(make_config(), "mnist", "vae", 0, tmp_path, "cpu", progress=False)
     path = tmp_path / "checkpoint.pt"
@@ -319,8 +319,10 @@ def test_corrupt_training_checkpoint_is_a_clear_error(tmp_path, damage):
         path.write_bytes(path.read_bytes()[:1000])
     elif damage == "garbage":
         path.write_bytes(b"not a checkpoint" * 10)
-    else:
+    elif damage == "other format":
         torch.save({"format": "something-else"}, path)
+    else:  # edited by hand
+        torch.save({k: v for k, v in torch.load(path, weights_only=True).items() if k != "training_config"}, path)
     pattern = f"training checkpoint {re.escape(str(path))}.*delete it and train from scratch"
     with pytest.raises(UserError, match=pattern):
         train(make_config(epochs=2), "mnist", "vae", 0, tmp_path, "cpu", progress=False)
@@ -422,8 +424,11 @@ def test_bad_model_files_are_clear_errors(tmp_path):
     (tmp_path / "cut.pt").write_bytes(good.read_bytes()[:2000])
     (tmp_path / "junk.pt").write_bytes(b"junk")  # not even a zip: torch.load raises struct.error
     torch.save({"weights": torch.zeros(1)}, tmp_path / "foreign.pt")
+    payload = torch.load(good, weights_only=True)
+    torch.save({**payload, "metadata": ["mnist"]}, tmp_path / "list.pt")  # edited by hand
     cases = {"missing.pt": "does not exist", "cut.pt": "is truncated or corrupt",
-             "junk.pt": "is truncated or corrupt", "foreign.pt": "is not a fisherae model"}
+             "junk.pt": "is truncated or corrupt", "foreign.pt": "is not a fisherae model",
+             "list.pt": r"is not a fisherae model \(its spec, state_dict and metadata must be dicts\)"}
     for name, problem in cases.items():
         pattern = f"model file {re.escape(str(tmp_path / name))} {problem}.*python -m fisherae train"
         with pytest.raises(CheckpointError, match=pattern):

@@ -112,6 +112,9 @@ def load_model_payload(path: str | Path, map_location: Any = "cpu") -> dict:
     if payload.get("format") != MODEL_FORMAT or not {"spec", "state_dict"} <= payload.keys():
         raise CheckpointError(f"model file {path} is not a fisherae model (format {payload.get('format')!r}, "
                               f"expected {MODEL_FORMAT!r}); {RETRAIN}")
+    if not all(isinstance(payload.get(key, {}), dict) for key in ("spec", "state_dict", "metadata")):
+        raise CheckpointError(f"model file {path} is not a fisherae model (its spec, state_dict and metadata "
+                              f"must be dicts); {RETRAIN}")
     return payload
 
 

@@ -203,6 +203,9 @@ class _Run:
         if state.get("format") != CHECKPOINT_FORMAT:
             raise UserError(f"training checkpoint {path} has format {state.get('format')!r}, expected "
                             f"{CHECKPOINT_FORMAT!r}; delete it and {remedy}")
+        missing = sorted({"epoch", "training_config", "model", "optimisers", "metrics"} - state.keys())
+        if missing:
+            raise UserError(f"training checkpoint {path} lacks {', '.join(missing)}; delete it and {remedy}")
         changed = _differences(_with_added(state["training_config"]), self.relevant)
         if changed:
             raise ConfigError(f"training checkpoint {path} was written with a different configuration "
