@@ -224,6 +224,11 @@ def test_a_key_added_since_jobs_ran_reruns_none_of_them_at_the_value_they_had():
     assert "training.tf32" not in json.loads(rerun_settings("train", config, wildcards))
     config["training"]["tf32"] = False
     assert json.loads(rerun_settings("train", config, wildcards))["training.tf32"] is False
+    fid = {"dataset": "mnist", "model": "vae", "seed": "0"}
+    assert "evaluation.fid.inception_weights" not in json.loads(rerun_settings("fid", config, fid))
+    config["evaluation"]["fid"]["inception_weights"] = "/data/pt_inception-2015-12-05-6726825d.pth"
+    assert json.loads(rerun_settings("fid", config, fid))["evaluation.fid.inception_weights"] == \
+        "/data/pt_inception-2015-12-05-6726825d.pth"  # set after a run without the file: fid reruns
 
 
 def test_a_dag_config_is_written_once_under_its_hash(tmp_path):

@@ -226,11 +226,11 @@ def test_sample_latents_batches_sets_like_separate_svgd_calls():
     radius = svgd_module.ESCAPE_FACTOR * (1.0 + max(np.abs(marginal_grid(prior, 1001).z).max(), 6.0))
     for draw in range(2):
         for lo, hi in ((0, 3), (3, 7)):
-            snapshot = sampling._HalfwaySnapshot(20)
-            alone = svgd(prior.score, out.z_start[draw, lo:hi], 20, 0.05, escape_radius=radius, check_every=4,
-                         monitor=snapshot)
+            alone = svgd(prior.score, out.z_start[draw, lo:hi], 20, 0.05, escape_radius=radius, check_every=4)
             torch.testing.assert_close(out.z[draw, lo:hi], alone, rtol=1e-5, atol=1e-6)
-            torch.testing.assert_close(out.z_half[draw, lo:hi], snapshot.particles, rtol=1e-5, atol=1e-6)
+            # halfway: the particles at the last check (every 4 steps) at or before step 10 of 20
+            halfway = svgd(prior.score, out.z_start[draw, lo:hi], 8, 0.05, escape_radius=radius, check_every=4)
+            torch.testing.assert_close(out.z_half[draw, lo:hi], halfway, rtol=1e-5, atol=1e-6)
 
 
 # --------------------------------------------------------------------------- SVGD: known targets
@@ -320,6 +320,7 @@ def test_exact_sampler_matches_the_integrated_cdf():
 
 
 @pytest.mark.parametrize("eta, why", [([[0.0, -0.5, 0.0, 0.0, 0.01], [0.0, -0.5, 0.0, 0.0, 0.0]], "odd top degree 5"),
+                                      ([[0.0, -0.5, 0.0, 0.0, -1e-4], [0.0, -0.5, 0.0, 0.0, 0.0]], "odd top degree 5"),
                                       ([[0.1, -0.5, 0.0, 0.02]], r"top coefficient eta_4 = 0\.02 > 0")])
 def test_exact_sampler_refuses_an_unnormalisable_prior(eta, why):
     with pytest.raises(NotNormalisableError, match=f"dim 0: {why}.*poly_normalisable: true.*SVGD") as err:
@@ -412,7 +413,13 @@ def test_sample_command_warns_when_particles_run_away(tmp_path, capsys):
     assert pd.read_csv(report).set_index("dim").loc[0, "escaping_end"] > 0.01
 
 
-def test_sample_command_gaussian_prior_is_exact(tmp_path):
+def test_sample_command_gaussian_prior_is_exact(tmp_path, monkeypatch):
+    """N(0, I) draws on the CPU, holding no device slot (its rule asks for no GPU)."""
+    from fisherae import devices
+
+    def no_device(config):
+        raise AssertionError("the Gaussian prior's draws took a device slot")
+    monkeypatch.setattr(devices, "job_device", no_device)
     code, out, report = run_sample(tmp_path, tiny_checkpoint(tmp_path, prior="gaussian"))
     assert code == 0
     with np.load(out) as npz:
@@ -480,6 +487,22 @@ def test_samples_file_reader_names_a_spoilt_file(tmp_path, spoil, message):
     with pytest.raises(SamplesFileError) as err:
         read_samples(path, 3)
     assert message in str(err.value) and str(path) in str(err.value) and "rerun" in str(err.value)
+
+
+def test_a_samples_file_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
+    """A write that fails half-way (a full disk) leaves the previous samples file as it was."""
+    from fisherae import npz
+
+    path, z = tmp_path / "s.npz", torch.randn(1, 4, 3)
+    write_samples(path, LatentSamples(z, "svgd", 0.1), normalisable=False)
+
+    def half_written(file, **arrays):
+        file.write(b"PK\x03\x04 half an archive")
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(npz.np, "savez", half_written)
+    with pytest.raises(OSError, match="No space left"):
+        write_samples(path, LatentSamples(torch.randn(1, 4, 3), "svgd", 0.1), normalisable=False)
+    assert np.array_equal(read_samples(path, 3)[0], z.numpy()) and [p.name for p in tmp_path.iterdir()] == ["s.npz"]
 
 
 @pytest.mark.parametrize("name", ["draws.dat", "draws"])

@@ -28,14 +28,13 @@ INERT = {
     "training.step_mode": "eager and CUDA-graph steps do the same arithmetic",
     "datasets.*.root": "where the data lives; source, n_train and n_test say which data it is",
     "datasets.*.download": "whether missing data may be fetched, not which data it is",
-    "evaluation.fid.inception_weights": "where the Inception weights live; the file name pins which weights",
 }
 _INERT_PATHS = [tuple(key.split(".")) for key in INERT]
 # Keys added after outputs were made without them, with the value those outputs were made with: a
 # job's rerun params leave such a key out while it holds that value, so that its arrival reruns
 # nothing (a model file without it counts as trained with it: fisherae.training). Keys added before
 # this list (validation_size, the WAE-GAN cost_scale) are in existing jobs' params already.
-ADDED = {"training.tf32": True}
+ADDED = {"training.tf32": True, "evaluation.fid.inception_weights": None}
 # The keys in which the parts of one reproduction (REPRODUCTION.md) may differ: which runs each
 # made (its seeds, a model's own seeds, its models), and where it wrote them.
 PART_KEYS = ("seeds", "models.*.seeds", "run_models", "results")
@@ -78,7 +77,9 @@ READS = {
                      "evaluation.noise_sweep.batch_size"), _MODEL_FILE),
     "diagnose": Reads((*_DATA, "evaluation.noise_sweep.batch_size"), _MODEL_FILE),
     "train-classifier": Reads((*_DATA, "training.batch_size", "evaluation.fid.classifier_epochs")),
-    "fid": Reads((*_TEST_SPLIT, "evaluation.fid.features", "evaluation.fid.batch_size"), _MODEL_FILE),
+    # inception_weights: without the file a fid job writes "unavailable" rows; setting the path reruns it
+    "fid": Reads((*_TEST_SPLIT, "evaluation.fid.features", "evaluation.fid.batch_size",
+                  "evaluation.fid.inception_weights"), _MODEL_FILE),
     "figure": Reads(("models.*.label", "training.epochs", "datasets.*.source", "datasets.*.width")),
     "table1": Reads(("models.*.label", *_ROLES, *(f"datasets.{TABLE1.dataset}.{key}" for key in TABLE1.data),
                      *(f"training.{key}" for key in TABLE1.training), "models.*.poly_order", "training.poly_order",

@@ -180,7 +180,9 @@ def _missing_weights_message(path: Path, why: str) -> str:
     cache = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILENAME
     return (f"Inception weights for FID unavailable: {why}. Download {FID_WEIGHTS_URL} on a machine with "
             f"internet access and either put it at {cache} (the torch.hub cache; $TORCH_HOME moves it) "
-            f"or anywhere and set evaluation.fid.inception_weights: /path/to/{INCEPTION_FILENAME} in the config")
+            f"or anywhere and set evaluation.fid.inception_weights: /path/to/{INCEPTION_FILENAME} in the config "
+            "(a DAG reruns fid when that setting changes; after putting the file in the cache, rerun it with "
+            "`snakemake --forcerun fid fid_exact`)")
 
 
 def _online(url: str, timeout: float) -> bool:

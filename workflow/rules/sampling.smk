@@ -17,8 +17,7 @@ rule sample:
     benchmark:
         bench_path("sample")
     threads: THREADS
-    resources:
-        gpu=1,
+    resources:  # N(0, I) draws: CPU work, no GPU (the polynomial prior's SVGD below takes one)
         mem_mb=8000,
         runtime=60,
     conda:

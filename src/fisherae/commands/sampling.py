@@ -6,6 +6,7 @@ where it is not, the report says so and gives SVGD drift diagnostics instead."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 from fisherae.commands.common import read_config, refuse_other_training, write_csv
@@ -31,6 +32,7 @@ def run_sample(args) -> None:
     from fisherae.devices import job_device, use_configured_compute
     from fisherae.errors import SVGDDivergedError
     from fisherae.prior_analysis import not_normalisable_message, unnormalisable_dims
+    from fisherae.priors import GaussianPrior
     from fisherae.sampling import drift_diagnostics, sample_latents, write_samples
     from fisherae.sampling_report import REPORT_COLUMNS, runaway_warning, sampling_report
 
@@ -50,7 +52,9 @@ def run_sample(args) -> None:
         print(f"fisherae sample: warning: {not_normalisable_message(problems, prior.order)} "
               "The exact sampler is refused; see the --report drift diagnostics.", file=sys.stderr)
     generator = torch.Generator().manual_seed(args.seed)
-    with job_device(config) as device:
+    # N(0, I) draws are CPU work: no GPU slot held for them (the DAG's `sample` rule asks for none)
+    learned = not isinstance(prior, GaussianPrior)
+    with job_device(config) if learned else contextlib.nullcontext(torch.device("cpu")) as device:
         try:
             samples = sample_latents(prior, fid["n_draws"], fid["n_samples"], svgd_steps=sampling["svgd_steps"],
                                      svgd_step_size=sampling["svgd_step_size"], n_particles=sampling["n_particles"],
