@@ -76,6 +76,10 @@ def test_odd_order_is_not_normalisable_once_top_coefficient_moves():
         prior.eta[1, 4] = 1e-3
     assert not prior.is_normalisable()
     assert prior.normalisable_dims().tolist() == [True, False, True]
+    with torch.no_grad():  # a negative odd top coefficient too: the density still rises without bound at -inf
+        prior.eta[1, 4] = -1e-3
+    assert not prior.is_normalisable()
+    assert prior.normalisable_dims().tolist() == [True, False, True]
 
 
 def test_even_order_positive_top_is_not_normalisable():

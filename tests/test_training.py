@@ -23,6 +23,7 @@ from fisherae.checkpoint import (
     CheckpointError,
     atomic_torch_save,
     atomic_write,
+    atomic_write_text,
     load_model,
     load_model_payload,
     save_model,
@@ -144,7 +145,9 @@ def without_seconds(rows: list[dict]) -> list[dict]:
 @pytest.mark.parametrize("model", ["fisher_ae_poly", "wae_gan"])
 def test_killed_run_resumes_to_identical_weights(tmp_path, monkeypatch, capsys, model, stop):
     """Killed (SIGKILL, pre-emption) or stopped by Ctrl-C in epoch 2, a run resumes from the
-    checkpoint of epoch 1 to the weights and metrics of an uninterrupted run, bit for bit."""
+    checkpoint of epoch 1; stopped again by Ctrl-C in epoch 3, the resumed run names the epoch its
+    checkpoint now holds; resumed once more, it ends at the weights and metrics of an uninterrupted
+    run, bit for bit."""
     config = make_config(epochs=3, validation_size=16)
     method = config["models"][model]["method"]
     reference = state(load_model(train(config, "mnist", model, 0, tmp_path / "whole", "cpu", progress=False)))
@@ -157,12 +160,12 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, monkeypatch, capsys, 
         if isinstance(run, training.TrainingStep):  # not the held-out loss
             epoch, batch = run.position
             seen.append(epoch)
-            if kill and epoch == 2 and batch == 2:
-                raise stop
+            if (epoch, batch) == stop_at[0]:
+                raise stop_at[1]
         return real_step(run, x, *noise)
 
     monkeypatch.setitem(training._OBJECTIVES, method, step)
-    kill, outdir = True, tmp_path / "killed"
+    stop_at, outdir = ((2, 2), stop), tmp_path / "killed"
     with pytest.raises(Killed if stop is Killed else Interrupted) as stopped:
         train(config, "mnist", model, 0, outdir, "cpu", progress=False)
     if stop is KeyboardInterrupt:
@@ -175,13 +178,20 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, monkeypatch, capsys, 
     with open(outdir / "metrics.csv", "a") as f:  # a row written after the checkpoint, then the kill
         f.write("2,999,1,1,1,0.1\n")
 
-    kill, seen[:] = False, []
+    stop_at, seen[:] = ((3, 1), KeyboardInterrupt), []
     capsys.readouterr()
-    resumed = state(load_model(train(config, "mnist", model, 0, outdir, "cpu", progress=False)))
+    with pytest.raises(Interrupted) as stopped:
+        train(config, "mnist", model, 0, outdir, "cpu", progress=False)
     assert capsys.readouterr().err.splitlines()[0] == (
         f"mnist/{model} seed 0: resuming from epoch 2 of 3 ({outdir / 'checkpoint.pt'} holds epoch 1); "
         "80 training images, 16 held out for the validation loss")
     assert set(seen) == {2, 3}, "the resumed run must start at epoch 2, not retrain epoch 1"
+    assert str(stopped.value) == (f"mnist/{model} seed 0: {outdir / 'checkpoint.pt'} holds epoch 2 of 3; rerun "
+                                  "the same command to resume from epoch 3")
+
+    stop_at, seen[:] = (None, None), []
+    resumed = state(load_model(train(config, "mnist", model, 0, outdir, "cpu", progress=False)))
+    assert set(seen) == {3}
     assert_identical(resumed, reference)
     assert [row["loss"] for row in read_metrics(outdir)] == reference_losses
     assert [row["epoch"] for row in read_metrics(outdir)] == ["1", "2", "3"]
@@ -448,6 +458,22 @@ def test_atomic_write_leaves_the_old_file_on_failure(tmp_path):
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["out.csv"]
     atomic_torch_save({"x": 1}, tmp_path / "sub" / "o.pt")
     assert torch.load(tmp_path / "sub" / "o.pt", weights_only=True) == {"x": 1}
+
+
+def test_a_text_output_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
+    """atomic_write_text (metrics.csv, train.log, CSV and Markdown outputs): a write that fails
+    half-way leaves the previous file as it was, and no temporary file."""
+    path = tmp_path / "metrics.csv"
+    atomic_write_text(path, "epoch,loss\n1,0.5\n")
+    write_text = Path.write_text
+
+    def half_written(self, text, *args, **kwargs):
+        write_text(self, text[:7])
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(Path, "write_text", half_written)
+    with pytest.raises(OSError, match="No space left"):
+        atomic_write_text(path, "epoch,loss\n1,0.5\n2,0.4\n")
+    assert path.read_text() == "epoch,loss\n1,0.5\n" and [p.name for p in tmp_path.iterdir()] == ["metrics.csv"]
 
 
 # --- the command line ---------------------------------------------------------------------------
