@@ -145,9 +145,9 @@ def without_seconds(rows: list[dict]) -> list[dict]:
 @pytest.mark.parametrize("model", ["fisher_ae_poly", "wae_gan"])
 def test_killed_run_resumes_to_identical_weights(tmp_path, monkeypatch, capsys, model, stop):
     """Killed (SIGKILL, pre-emption) or stopped by Ctrl-C in epoch 2, a run resumes from the
-    checkpoint of epoch 1; stopped again by Ctrl-C in epoch 3, the resumed run names the epoch its
-    checkpoint now holds; resumed once more, it ends at the weights and metrics of an uninterrupted
-    run, bit for bit."""
+    checkpoint of epoch 1; stopped again by Ctrl-C before it saves an epoch of its own, the resumed
+    run names the epoch its checkpoint holds (the one it resumed from); resumed once more, it ends at
+    the weights and metrics of an uninterrupted run, bit for bit."""
     config = make_config(epochs=3, validation_size=16)
     method = config["models"][model]["method"]
     reference = state(load_model(train(config, "mnist", model, 0, tmp_path / "whole", "cpu", progress=False)))
@@ -178,20 +178,20 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, monkeypatch, capsys, 
     with open(outdir / "metrics.csv", "a") as f:  # a row written after the checkpoint, then the kill
         f.write("2,999,1,1,1,0.1\n")
 
-    stop_at, seen[:] = ((3, 1), KeyboardInterrupt), []
+    stop_at, seen[:] = ((2, 1), KeyboardInterrupt), []
     capsys.readouterr()
     with pytest.raises(Interrupted) as stopped:
         train(config, "mnist", model, 0, outdir, "cpu", progress=False)
     assert capsys.readouterr().err.splitlines()[0] == (
         f"mnist/{model} seed 0: resuming from epoch 2 of 3 ({outdir / 'checkpoint.pt'} holds epoch 1); "
         "80 training images, 16 held out for the validation loss")
-    assert set(seen) == {2, 3}, "the resumed run must start at epoch 2, not retrain epoch 1"
-    assert str(stopped.value) == (f"mnist/{model} seed 0: {outdir / 'checkpoint.pt'} holds epoch 2 of 3; rerun "
-                                  "the same command to resume from epoch 3")
+    assert seen == [2], "the resumed run must start at epoch 2, not retrain epoch 1"
+    assert str(stopped.value) == (f"mnist/{model} seed 0: {outdir / 'checkpoint.pt'} holds epoch 1 of 3; rerun "
+                                  "the same command to resume from epoch 2")
 
     stop_at, seen[:] = (None, None), []
     resumed = state(load_model(train(config, "mnist", model, 0, outdir, "cpu", progress=False)))
-    assert set(seen) == {3}
+    assert set(seen) == {2, 3}
     assert_identical(resumed, reference)
     assert [row["loss"] for row in read_metrics(outdir)] == reference_losses
     assert [row["epoch"] for row in read_metrics(outdir)] == ["1", "2", "3"]
