@@ -30,10 +30,11 @@ INERT = {
     "datasets.*.download": "whether missing data may be fetched, not which data it is",
 }
 _INERT_PATHS = [tuple(key.split(".")) for key in INERT]
-# Keys added after outputs were made without them, with the value those outputs were made with: a
-# job's rerun params leave such a key out while it holds that value, so that its arrival reruns
-# nothing (a model file without it counts as trained with it: fisherae.training). Keys added before
-# this list (validation_size, the WAE-GAN cost_scale) are in existing jobs' params already.
+# Keys added (or taken out of INERT) after outputs were made without them, with the value those
+# outputs were made with: a job's rerun params leave such a key out while it holds that value, so
+# that its arrival reruns nothing (a model file without it counts as trained with it:
+# fisherae.training). Keys added before this list (validation_size, the WAE-GAN cost_scale) are in
+# existing jobs' params already.
 ADDED = {"training.tf32": True, "evaluation.fid.inception_weights": None}
 # The keys in which the parts of one reproduction (REPRODUCTION.md) may differ: which runs each
 # made (its seeds, a model's own seeds, its models), and where it wrote them.
