@@ -205,11 +205,10 @@ def test_rerun_settings_hold_the_declared_values_without_the_inert_ones():
     assert train["training.lr"] == 5e-3 and train["models.vae.method"] == "vae" and train["training.epochs"] == 2
     assert not [k for k in train if k.endswith(("root", "download", "threads", "label"))]
     assert "models.wae_gan.method" not in train and "datasets.celeba.width" not in train
-    figure = json.loads(rerun_settings("figure", config, {"stem": "figure1_mnist_bce"}))
+    figure = json.loads(rerun_settings("figure", config, {"dataset": "mnist"}))
     assert figure == {**{f"models.{m}.label": spec["label"] for m, spec in config["models"].items()},
-                      **{f"datasets.{d}.{key}": data[key] for d, data in config["datasets"].items()
-                         for key in ("source", "width")},
-                      "training.epochs": 2}  # the training note on the figure's face (issue 10 item 9)
+                      **{f"datasets.mnist.{key}": config["datasets"]["mnist"][key] for key in ("source", "width")},
+                      "training.epochs": 2}  # the training note on the figure's face: its own data set only
     latent = json.loads(rerun_settings("latent", config, {"dataset": "mnist", "model": "vae", "seed": "0"}))
     assert latent["evaluation.noise_sweep.noise_seed"] == 1234  # the default, read by latent (and recorded)
     assert latent["evaluation.noise_sweep.batch_size"] == 250

@@ -81,7 +81,7 @@ READS = {
     # inception_weights: without the file a fid job writes "unavailable" rows; setting the path reruns it
     "fid": Reads((*_TEST_SPLIT, "evaluation.fid.features", "evaluation.fid.batch_size",
                   "evaluation.fid.inception_weights"), _MODEL_FILE),
-    "figure": Reads(("models.*.label", "training.epochs", "datasets.*.source", "datasets.*.width")),
+    "figure": Reads(("models.*.label", "training.epochs", "datasets.{dataset}.source", "datasets.{dataset}.width")),
     "table1": Reads(("models.*.label", *_ROLES, *(f"datasets.{TABLE1.dataset}.{key}" for key in TABLE1.data),
                      *(f"training.{key}" for key in TABLE1.training), "models.*.poly_order", "training.poly_order",
                      "training.poly_normalisable")),  # the paper's setting (fisherae.table1.paper_setting_gaps)

@@ -23,7 +23,7 @@ def run_figure(args) -> None:
     from fisherae.checkpoint import atomic_write_text
     from fisherae.figures import paper_figure
 
-    config = read_config(args)
+    config = read_config(args, dataset=FIGURE_BY_NAME[args.name].dataset)
     plots.figure_format(args.out)  # a name matplotlib cannot write refused before the work
     fig, tidy = paper_figure(args.name, args.inputs, config)
     plots.save_figure(fig, args.out)
