@@ -467,7 +467,7 @@ def _rule_commands() -> dict[str, str]:
     found = {}
     for smk in (REPO / "workflow/rules").glob("*.smk"):
         for rule, body in re.findall(r"^(?:rule |use rule \w+ as )(\w+)(.*?)(?=^\S|\Z)", smk.read_text(), re.M | re.S):
-            found[rule] = re.search(r'settings=settings\("([\w-]+)"\)', body).group(1)
+            found[rule] = re.search(r'settings=settings\("([\w-]+)"', body).group(1)
     return found
 
 
@@ -510,6 +510,8 @@ def test_each_config_key_reruns_exactly_the_rules_that_read_it(smoke_run, tmp_pa
     leaves = dict(_leaves(config))
     keys = [p for p in leaves if not any(all(s in ("*", q) for s, q in zip(d.split("."), p)) and
                                          len(p) == len(d.split(".")) for d in SHAPES_THE_DAG)]
+    for _, _, w in jobs:  # a figure's data set, which its rule's settings derive from its stem
+        w.update({"dataset": paper.FIGURE_BY_STEM[w["stem"]].dataset} if "stem" in w else {})
     expected = {p: {(rule, out) for rule, out, w in jobs if _reads(commands[rule], p, w)} for p in keys}
     assert ("grids", "results/smoke/grids/mnist/vae/seed0.png") in expected[("evaluation", "noise_sweep", "noise_seed")]
     batches = _batches(expected)

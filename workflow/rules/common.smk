@@ -42,10 +42,12 @@ wildcard_constraints:
     epoch=r"\d+",
 
 
-def settings(command):
+def settings(command, **derived):
     """Params: the values of the config keys that determine ``command``'s outputs (declared in
-    fisherae.config_keys.READS), so that editing one reruns the rule."""
-    return lambda wildcards: rerun_settings(command, config, dict(wildcards.items()))
+    fisherae.config_keys.READS), so that editing one reruns the rule; ``derived``: wildcards the
+    declaration names that the job's own imply (a figure's data set, from its stem)."""
+    return lambda wildcards: rerun_settings(
+        command, config, {**dict(wildcards.items()), **{name: f(wildcards) for name, f in derived.items()}})
 
 
 def res(path):

@@ -17,7 +17,7 @@ rule figure:
         stem=one_of(MY_FIGURES),
     params:
         name=lambda w: FIGURE_BY_STEM[w.stem].name,
-        settings=lambda w: rerun_settings("figure", config, {"dataset": FIGURE_BY_STEM[w.stem].dataset}),
+        settings=settings("figure", dataset=lambda w: FIGURE_BY_STEM[w.stem].dataset),
     log:
         log_path("figures", "{stem}"),
     benchmark:
