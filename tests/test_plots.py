@@ -219,16 +219,19 @@ def test_figure_command_errors_exit_2(tmp_path, capsys):
     assert "not a grid" in capsys.readouterr().err and not out.exists()
 
 
+def _figure1_command(tmp_path: Path, out: Path) -> int:
+    """`figure --name figure1` on a valid sweep CSV (sweep.csv) and config (config.yaml) in tmp_path."""
+    config, sweep = tmp_path / "config.yaml", tmp_path / "sweep.csv"
+    config.write_text(yaml.safe_dump(CONFIG))
+    sweep_table().to_csv(sweep, index=False)
+    return main(["figure", "--config", str(config), "--name", "figure1", "--inputs", str(sweep), "--out", str(out)])
+
+
 @pytest.mark.parametrize("name", ["f1", "f1.xyz", "f1.png.tmp"])
 def test_figure_command_refuses_a_name_without_an_image_suffix(tmp_path, capsys, name):
     """matplotlib reads the format from the suffix (of the temporary file, before the rename): a
     name without an image suffix is refused before the work, with the suffixes it can write."""
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump(CONFIG))
-    sweep = tmp_path / "sweep.csv"
-    sweep_table().to_csv(sweep, index=False)
-    assert main(["figure", "--config", str(config), "--name", "figure1", "--inputs", str(sweep),
-                 "--out", str(tmp_path / name)]) == 2
+    assert _figure1_command(tmp_path, tmp_path / name) == 2
     err = capsys.readouterr().err
     assert f"{name}: a figure's file name must end in an image format's suffix" in err and ".png" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml", "sweep.csv"]
@@ -243,11 +246,6 @@ def test_a_figure_is_written_in_the_format_its_suffix_names(tmp_path):
 
 def test_a_path_the_command_cannot_write_is_one_line_exit_2(tmp_path, capsys):
     """An OSError (here the output's folder is a file) is the command's one error line, not a traceback."""
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump(CONFIG))
-    sweep = tmp_path / "sweep.csv"
-    sweep_table().to_csv(sweep, index=False)
-    assert main(["figure", "--config", str(config), "--name", "figure1", "--inputs", str(sweep),
-                 "--out", str(sweep / "f1.png")]) == 2
+    assert _figure1_command(tmp_path, tmp_path / "sweep.csv" / "f1.png") == 2
     last = capsys.readouterr().err.splitlines()[-1]  # after the config line every command writes first
     assert last.startswith("fisherae figure: error: ") and "sweep.csv" in last

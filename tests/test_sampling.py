@@ -193,7 +193,6 @@ def test_svgd_steps_read_no_value_back_to_the_host(device, by_sort, bandwidth, h
     assert len(sorts) == (120 if by_sort and bandwidth is None else 0)
 
 
-
 @pytest.mark.parametrize("n", [9, 130])
 def test_svgd_moves_batched_sets_like_separate_calls(n):
     torch.manual_seed(n)
